@@ -1,0 +1,1 @@
+"""Broadcast: WebSocket and long-poll fan-out of binary deltas to fans."""

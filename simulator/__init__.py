@@ -1,0 +1,1 @@
+"""Race simulator: a vectorised full-field race model producing raw telemetry."""

@@ -1,0 +1,297 @@
+"""In-process bus with Kafka's topic, partition, offset and group semantics.
+
+It backs ``slipstream run`` (no broker needed) and the unit tests.  All of it
+lives on one event loop; nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from slipstream.bus.base import (
+    OffsetReset,
+    Record,
+    RecordPosition,
+    TopicPartition,
+    partition_for,
+)
+from slipstream.errors import BusError
+
+__all__ = ["MemoryBus"]
+
+
+@dataclass
+class _Group:
+    members: list[MemoryConsumer] = field(default_factory=list)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    generation: int = 0
+
+
+class MemoryBus:
+    """A bus that keeps every record in memory.
+
+    Args:
+        default_partitions: Partitions of a topic that is first used without
+            :meth:`ensure_topic`.
+    """
+
+    name = "memory"
+
+    def __init__(self, default_partitions: int = 8) -> None:
+        self.default_partitions = default_partitions
+        self._logs: dict[str, list[list[Record]]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._changed = asyncio.Condition()
+        self._clients: list[MemoryProducer | MemoryConsumer] = []
+        self._member_ids = itertools.count()
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def stop(self) -> None:
+        """Stop every producer and consumer made by this bus."""
+        for client in list(self._clients):
+            await client.stop()
+
+    async def __aenter__(self) -> MemoryBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def ensure_topic(self, topic: str, partitions: int) -> None:
+        """Create ``topic`` unless it exists."""
+        if partitions <= 0:
+            raise ValueError("a topic needs at least one partition")
+        self._logs.setdefault(topic, [[] for _ in range(partitions)])
+
+    async def partitions(self, topic: str) -> int:
+        """Partitions of ``topic``."""
+        return len(self._log(topic))
+
+    def _log(self, topic: str) -> list[list[Record]]:
+        log = self._logs.get(topic)
+        if log is None:
+            log = self._logs[topic] = [[] for _ in range(self.default_partitions)]
+        return log
+
+    async def producer(self) -> MemoryProducer:
+        """A producer on this bus."""
+        producer = MemoryProducer(self)
+        self._clients.append(producer)
+        return producer
+
+    async def consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str | None = None,
+        auto_offset_reset: OffsetReset = "earliest",
+    ) -> MemoryConsumer:
+        """A consumer of ``topics``, in ``group_id`` if given."""
+        if auto_offset_reset not in ("earliest", "latest"):
+            raise ValueError(f"unknown auto_offset_reset {auto_offset_reset!r}")
+        consumer = MemoryConsumer(self, list(topics), group_id, auto_offset_reset)
+        self._clients.append(consumer)
+        if group_id is not None:
+            group = self._groups.setdefault(group_id, _Group())
+            group.members.append(consumer)
+            group.generation += 1
+        return consumer
+
+    # -- internals used by the clients ---------------------------------------
+
+    async def _append(
+        self, topic: str, partition: int | None, key: bytes | None, value: bytes
+    ) -> RecordPosition:
+        log = self._log(topic)
+        if partition is None:
+            partition = partition_for(key, len(log)) if key is not None else 0
+        if not 0 <= partition < len(log):
+            raise BusError(f"topic {topic} has no partition {partition}")
+        records = log[partition]
+        offset = len(records)
+        records.append(Record(topic, partition, offset, key, value, int(time.time() * 1000)))
+        async with self._changed:
+            self._changed.notify_all()
+        return RecordPosition(topic, partition, offset)
+
+    def _assigned(self, consumer: MemoryConsumer) -> list[TopicPartition]:
+        every = [TopicPartition(t, p) for t in consumer.topics for p in range(len(self._log(t)))]
+        if consumer.group_id is None:
+            return every
+        members = self._groups[consumer.group_id].members
+        index = members.index(consumer)
+        # Round-robin assignment over the sorted partitions, like Kafka's.
+        return [tp for i, tp in enumerate(every) if i % len(members) == index]
+
+    def _leave(self, consumer: MemoryConsumer) -> None:
+        if consumer in self._clients:
+            self._clients.remove(consumer)
+        if consumer.group_id is not None:
+            group = self._groups[consumer.group_id]
+            if consumer in group.members:
+                group.members.remove(consumer)
+                group.generation += 1
+
+
+class MemoryProducer:
+    """Producer of a :class:`MemoryBus`."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+        self._closed = False
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> RecordPosition:
+        """Append one record."""
+        if self._closed:
+            raise BusError("producer is stopped")
+        return await self._bus._append(topic, partition, key, value)
+
+    async def send_many(
+        self, topic: str, items: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[RecordPosition]:
+        """Append records in order."""
+        return [await self.send(topic, value, key=key) for key, value in items]
+
+    async def stop(self) -> None:
+        """Close the producer."""
+        self._closed = True
+        if self in self._bus._clients:
+            self._bus._clients.remove(self)
+
+
+class MemoryConsumer:
+    """Consumer of a :class:`MemoryBus`."""
+
+    def __init__(
+        self,
+        bus: MemoryBus,
+        topics: list[str],
+        group_id: str | None,
+        auto_offset_reset: OffsetReset,
+    ) -> None:
+        self._bus = bus
+        self.topics = topics
+        self.group_id = group_id
+        self._reset = auto_offset_reset
+        self._positions: dict[TopicPartition, int] = {}
+        self._generation = -1
+        self._closed = False
+
+    def _sync_assignment(self) -> None:
+        # Reassign when the group changed, or (without a group) when topics grew.
+        if self.group_id is not None:
+            key = self._bus._groups[self.group_id].generation
+        else:
+            key = sum(len(self._bus._log(t)) for t in self.topics)
+        if key == self._generation:
+            return
+        self._generation = key
+        assigned = self._bus._assigned(self)
+        positions: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            if tp in self._positions:
+                positions[tp] = self._positions[tp]
+                continue
+            committed = None
+            if self.group_id is not None:
+                committed = self._bus._groups[self.group_id].committed.get(tp)
+            if committed is not None:
+                positions[tp] = committed
+            elif self._reset == "earliest":
+                positions[tp] = 0
+            else:
+                positions[tp] = len(self._bus._log(tp.topic)[tp.partition])
+        self._positions = positions
+
+    def _take(self, max_records: int | None) -> list[Record]:
+        out: list[Record] = []
+        for tp, position in self._positions.items():
+            records = self._bus._log(tp.topic)[tp.partition]
+            if position >= len(records):
+                continue
+            stop = len(records)
+            if max_records is not None:
+                stop = min(stop, position + max_records - len(out))
+            out.extend(records[position:stop])
+            self._positions[tp] = stop
+            if max_records is not None and len(out) >= max_records:
+                break
+        return out
+
+    async def getmany(self, timeout_ms: int = 1000, max_records: int | None = None) -> list[Record]:
+        """Records after the current positions, waiting up to ``timeout_ms``."""
+        if self._closed:
+            raise BusError("consumer is stopped")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        condition = self._bus._changed
+        while True:
+            self._sync_assignment()
+            records = self._take(max_records)
+            remaining = deadline - loop.time()
+            if records or remaining <= 0 or self._closed:
+                return records
+            async with condition:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(condition.wait(), remaining)
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions currently assigned."""
+        self._sync_assignment()
+        return set(self._positions)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Set the next offset read from ``tp``."""
+        self._sync_assignment()
+        if tp not in self._positions:
+            raise BusError(f"{tp.topic}[{tp.partition}] is not assigned to this consumer")
+        if offset < 0:
+            raise ValueError("offset must be >= 0")
+        self._positions[tp] = offset
+
+    async def seek_to_beginning(self, tps: Iterable[TopicPartition] = ()) -> None:
+        """Rewind partitions to offset 0."""
+        for tp in list(tps) or list(self.assignment()):
+            self.seek(tp, 0)
+
+    async def position(self, tp: TopicPartition) -> int:
+        """Next offset read from ``tp``."""
+        self._sync_assignment()
+        return self._positions[tp]
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Store the group's next offsets."""
+        if self.group_id is None:
+            raise BusError("commit needs a consumer group")
+        self._bus._groups[self.group_id].committed.update(offsets)
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        """The group's stored next offset for ``tp``."""
+        if self.group_id is None:
+            return None
+        return self._bus._groups[self.group_id].committed.get(tp)
+
+    async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """One past the last offset of each partition."""
+        return {tp: len(self._bus._log(tp.topic)[tp.partition]) for tp in tps}
+
+    async def stop(self) -> None:
+        """Leave the group."""
+        if not self._closed:
+            self._closed = True
+            self._bus._leave(self)

@@ -1,0 +1,95 @@
+"""Shared configuration: topic names, bus selection, flag and environment helpers.
+
+Every component has a frozen config dataclass built from CLI flags, whose
+defaults may come from ``SLIPSTREAM_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+from slipstream.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PARTITIONS",
+    "DLQ_TOPIC",
+    "EVENTS_TOPIC",
+    "FRAMES_TOPIC",
+    "RAW_TOPIC",
+    "BusConfig",
+    "add_bus_arguments",
+    "env",
+    "parse_host_port",
+]
+
+RAW_TOPIC = "slipstream.raw"
+FRAMES_TOPIC = "slipstream.frames"
+EVENTS_TOPIC = "slipstream.events"
+DLQ_TOPIC = "slipstream.dlq"
+#: Partitions of the raw and frames topics when Slipstream creates them.
+DEFAULT_PARTITIONS = 8
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Value of ``SLIPSTREAM_<NAME>`` or ``default``."""
+    return os.environ.get(f"SLIPSTREAM_{name.upper()}", default)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT``.
+
+    Raises:
+        ConfigError: Not of the form HOST:PORT with a port in 1..65535.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """Which bus to use.
+
+    Attributes:
+        kafka: Kafka bootstrap ``HOST:PORT``; None for the in-process bus.
+        partitions: Partitions of topics Slipstream creates.
+        connect_timeout_s: How long to wait for the broker before giving up.
+    """
+
+    kafka: str | None = None
+    partitions: int = DEFAULT_PARTITIONS
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.kafka is not None:
+            parse_host_port(self.kafka)
+        if self.partitions <= 0:
+            raise ConfigError("--partitions must be at least 1")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError("the connect timeout must be positive")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BusConfig:
+        """Build from the flags added by :func:`add_bus_arguments`."""
+        return cls(kafka=args.kafka, partitions=args.partitions)
+
+
+def add_bus_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add ``--kafka`` and ``--partitions`` to a command."""
+    parser.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        default=env("KAFKA"),
+        required=required and env("KAFKA") is None,
+        help="Kafka bootstrap server (env SLIPSTREAM_KAFKA)"
+        + ("" if required else "; default: the in-process bus"),
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=int(env("PARTITIONS", str(DEFAULT_PARTITIONS)) or DEFAULT_PARTITIONS),
+        help=f"partitions of topics Slipstream creates (default {DEFAULT_PARTITIONS})",
+    )
