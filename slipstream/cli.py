@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "ingest.cli",
     "downsample.cli",
     "broadcast.cli",
+    "slipstream.codecs.cli",
 )
 
 
@@ -109,8 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--compact", action="store_true", help="with --json: on one line")
     channels.add_argument("--group", action="append", help="only this group (repeatable)")
     channels.set_defaults(func=_cmd_channels)
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark harness (codecs, pipeline, fanout)",
+        description="End-to-end benchmark harnesses; each prints figures and can write JSON.",
+    )
+    bench_commands = bench.add_subparsers(title="benchmarks", dest="bench", metavar="BENCH")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(commands)
+        module = importlib.import_module(name)
+        module.register(commands)
+        # A module may add a harness to `slipstream bench` too.
+        register_bench = getattr(module, "register_bench", None)
+        if register_bench is not None:
+            register_bench(bench_commands)
     return parser
 
 
