@@ -1,0 +1,151 @@
+"""``sparse``: per part, a changed-channel bitmap and zigzag varints of the differences.
+
+Part layout (delta against the previous values ``base`` of the same car and group)::
+
+    bitmap     ceil(size / 8) bytes; bit i (LSB first) set when channel i changed
+    varints    one zigzag LEB128 varint of ``value - base`` per set bit, in channel order
+
+A keyframe is the same layout against an all-zero base, so it lists the non-zero
+channels.  Differences are taken in int64: a step to or from MISSING (int32 min)
+does not fit int32.  A part always carries its full bitmap, so an unchanged
+group costs ``ceil(size / 8)`` bytes and an empty payload is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slipstream.catalogue import Group
+from slipstream.codecs.base import (
+    CodecError,
+    PartLayout,
+    check_frames,
+    part_layout,
+    split_parts,
+)
+from slipstream.codecs.varint import read_varints, unzigzag, varint_lengths, write_varints, zigzag
+
+__all__ = ["SparseCodec", "decode_sparse", "encode_sparse_parts"]
+
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+
+@lru_cache(maxsize=64)
+def _tables(
+    layout: PartLayout,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Bitmap tables of a layout.
+
+    Returns:
+        Bitmap bytes per part (parts,); part of each bitmap byte and its index in
+        the part (both (bitmap bytes,)); global bitmap byte and bit weight of each
+        element (both (elements,), as one (2, elements) float array for bincount).
+    """
+    bitmap_bytes = (layout.size + 7) // 8
+    bitmap_part = np.repeat(np.arange(layout.size.size, dtype=np.int64), bitmap_bytes)
+    first_byte = np.concatenate(([0], np.cumsum(bitmap_bytes)[:-1]))
+    bitmap_index = np.arange(bitmap_part.size, dtype=np.int64) - first_byte[bitmap_part]
+    index_in_part = np.arange(layout.part_of.size, dtype=np.int64) - layout.start[layout.part_of]
+    element = np.empty((2, layout.part_of.size), dtype=np.float64)
+    element[0] = first_byte[layout.part_of] + index_in_part // 8
+    element[1] = 1 << (index_in_part % 8)
+    return bitmap_bytes, bitmap_part, bitmap_index, element
+
+
+def encode_sparse_parts(
+    base: NDArray[np.int32] | None, q: NDArray[np.int32], groups: Sequence[Group]
+) -> list[list[bytes]]:
+    """Sparse parts ``[car][group]`` of ``q`` against ``base`` (zeros when None).
+
+    Vectorised over the whole tick: one pass of numpy over (cars, channels), then
+    one byte string cut into parts.
+    """
+    check_frames(q, base)
+    layout = part_layout(groups, q.shape[0], q.shape[1])
+    bitmap_bytes, bitmap_part, bitmap_index, element = _tables(layout)
+    d = layout.gather(q).ravel().astype(np.int64)
+    if base is not None:
+        d -= layout.gather(base).ravel()
+    changed = d != 0
+    zz = zigzag(d[changed])
+    lengths = varint_lengths(zz)
+    vlen = np.zeros(d.size, dtype=np.int64)
+    vlen[changed] = lengths
+    cum = np.cumsum(vlen)
+    ends = cum[layout.start + layout.size - 1]
+    varint_bytes = np.diff(ends, prepend=0)
+    offsets = np.zeros(layout.start.size + 1, dtype=np.int64)
+    np.cumsum(bitmap_bytes + varint_bytes, out=offsets[1:])
+    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    bits = np.bincount(
+        element[0][changed].astype(np.int64),
+        weights=element[1][changed],
+        minlength=bitmap_part.size,
+    )
+    out[offsets[bitmap_part] + bitmap_index] = bits.astype(np.uint8)
+    # Exclusive running length, rebased to each part's varint section.
+    part = layout.part_of[changed]
+    at = (cum - vlen)[changed] - (ends - varint_bytes)[part] + offsets[part] + bitmap_bytes[part]
+    write_varints(out, at, zz, lengths)
+    return split_parts(out.tobytes(), offsets, layout.cars)
+
+
+def decode_sparse(base: NDArray[np.int32] | None, payload: bytes, size: int) -> NDArray[np.int32]:
+    """Values of one part from a sparse payload against ``base`` (zeros when None).
+
+    Raises:
+        CodecError: The payload is truncated, has bytes left over, a malformed
+            varint, a bitmap whose popcount differs from the number of varints,
+            set padding bits, a zero difference, or a result outside int32.
+    """
+    nbytes = (size + 7) // 8
+    if len(payload) < nbytes:
+        raise CodecError(f"sparse part of {len(payload)} bytes is shorter than its bitmap")
+    raw = np.frombuffer(payload, dtype=np.uint8)
+    bits = np.unpackbits(raw[:nbytes], bitorder="little")
+    if bits[size:].any():
+        raise CodecError("sparse part has bitmap bits set past the group's channels")
+    changed = bits[:size].view(np.bool_)
+    values = read_varints(raw[nbytes:])
+    if values is None:
+        raise CodecError("sparse part has a truncated or malformed varint")
+    count = int(np.count_nonzero(changed))
+    if values.size != count:
+        raise CodecError(f"sparse part has {values.size} varints for {count} changed channels")
+    d = unzigzag(values)
+    if np.any(d == 0):
+        raise CodecError("sparse part marks a channel changed by zero")
+    out = np.zeros(size, dtype=np.int64) if base is None else base.astype(np.int64)
+    out[changed] += d
+    if count and (out.min() < _INT32_MIN or out.max() > _INT32_MAX):
+        raise CodecError("sparse part leads to values outside int32 (wrong base?)")
+    return out.astype(np.int32)
+
+
+class SparseCodec:
+    """``sparse``: changed-channel bitmap plus zigzag-varint differences."""
+
+    name = "sparse"
+
+    def encode_keyframes(self, q: NDArray[np.int32], groups: Sequence[Group]) -> list[list[bytes]]:
+        """Keyframe parts: the sparse layout against zeros."""
+        return encode_sparse_parts(None, q, groups)
+
+    def encode_deltas(
+        self, prev: NDArray[np.int32], q: NDArray[np.int32], groups: Sequence[Group]
+    ) -> list[list[bytes]]:
+        """Delta parts from ``prev`` to ``q``."""
+        return encode_sparse_parts(prev, q, groups)
+
+    def decode_keyframe(self, payload: bytes, size: int) -> NDArray[np.int32]:
+        """Values from a keyframe part."""
+        return decode_sparse(None, payload, size)
+
+    def decode_delta(self, base: NDArray[np.int32], payload: bytes) -> NDArray[np.int32]:
+        """Values from a delta part against ``base``."""
+        return decode_sparse(base, payload, base.shape[0])

@@ -1,0 +1,58 @@
+// The browser decoders against the shared vectors (tests/fixtures/codec_vectors.json),
+// which the Python suite reads too.  Run: cd web && npm ci && npm test
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { decode as ablyDecode } from "@ably/vcdiff-decoder";
+import { CodecError, decodeDelta, decodeKeyframe, setVcdiffDecoder } from "../src/codecs.js";
+
+setVcdiffDecoder(ablyDecode);
+
+const fixture = JSON.parse(
+  readFileSync(new URL("../../tests/fixtures/codec_vectors.json", import.meta.url), "utf8"),
+);
+
+function hex(s) {
+  return Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
+}
+
+function decode(v) {
+  return v.kind === "keyframe"
+    ? decodeKeyframe(v.codec, hex(v.payload), v.size)
+    : decodeDelta(v.codec, Int32Array.from(v.base), hex(v.payload));
+}
+
+test("the fixture has vectors of every codec and kind", () => {
+  const seen = new Set(fixture.valid.map((v) => `${v.codec}/${v.kind}`));
+  for (const codec of ["full", "sparse", "vcdiff"]) {
+    assert.ok(seen.has(`${codec}/keyframe`), codec);
+    assert.ok(seen.has(`${codec}/delta`), codec);
+  }
+  assert.ok(fixture.invalid.length > 0);
+});
+
+for (const codec of ["full", "sparse", "vcdiff"]) {
+  test(`${codec}: every valid vector decodes to the Python values`, () => {
+    const vectors = fixture.valid.filter((v) => v.codec === codec);
+    assert.ok(vectors.length > 0);
+    for (const v of vectors) {
+      assert.deepEqual(Array.from(decode(v)), v.values, `${v.case} ${v.group} ${v.kind}`);
+    }
+  });
+}
+
+test("every invalid vector throws CodecError", () => {
+  for (const v of fixture.invalid) {
+    assert.throws(() => decode(v), CodecError, `${v.codec}: ${v.reason}`);
+  }
+});
+
+test("vcdiff without a decoder says how to get one", () => {
+  setVcdiffDecoder(null);
+  try {
+    const v = fixture.valid.find((x) => x.codec === "vcdiff" && x.kind === "delta");
+    assert.throws(() => decode(v), /no VCDIFF decoder/);
+  } finally {
+    setVcdiffDecoder(ablyDecode);
+  }
+});
