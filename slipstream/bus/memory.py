@@ -204,7 +204,9 @@ class MemoryConsumer:
         assigned = self._bus._assigned(self)
         positions: dict[TopicPartition, int] = {}
         for tp in assigned:
-            if tp in self._positions:
+            # Like Kafka's eager rebalance: a group member restarts every
+            # partition, kept or new, from the committed offsets.
+            if tp in self._positions and self.group_id is None:
                 positions[tp] = self._positions[tp]
                 continue
             committed = None
@@ -272,12 +274,24 @@ class MemoryConsumer:
     async def position(self, tp: TopicPartition) -> int:
         """Next offset read from ``tp``."""
         self._sync_assignment()
+        if tp not in self._positions:
+            raise BusError(f"{tp.topic}[{tp.partition}] is not assigned to this consumer")
         return self._positions[tp]
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Store the group's next offsets."""
         if self.group_id is None:
             raise BusError("commit needs a consumer group")
+        if self._closed:
+            raise BusError("consumer is stopped")
+        # Like Kafka: only a member that owns a partition may commit it.
+        self._sync_assignment()
+        for tp in offsets:
+            if tp not in self._positions:
+                raise BusError(
+                    f"commit refused, partition {tp.topic}[{tp.partition}] "
+                    "is not assigned to this member"
+                )
         self._bus._groups[self.group_id].committed.update(offsets)
 
     async def committed(self, tp: TopicPartition) -> int | None:

@@ -1,0 +1,406 @@
+"""The bus contract, run on both buses: MemoryBus and KafkaBus on a real Tansu broker.
+
+Every test gets a started bus from the ``any_bus`` fixture (tests/conftest.py) and
+fresh topic and group names, so the tests share one broker without interfering.
+Waiting is always on the event itself (a record arriving, an assignment settling),
+bounded by a deadline; never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from slipstream.bus import Bus, Consumer, Record, RecordPosition, TopicPartition, partition_for
+from slipstream.errors import BusError
+
+#: Upper bound on any wait; generous because a Kafka group's first join alone takes ~3 s.
+DEADLINE_S = 30.0
+
+Names = Callable[..., str]
+
+
+async def drain(consumer: Consumer, count: int, deadline_s: float = DEADLINE_S) -> list[Record]:
+    """Read until ``count`` records arrived; fail if they do not within the deadline."""
+    records: list[Record] = []
+    async with asyncio.timeout(deadline_s):
+        while len(records) < count:
+            records += await consumer.getmany(timeout_ms=500)
+    assert len(records) == count, (
+        f"read {[(r.partition, r.offset) for r in records]}, expected {count}"
+    )
+    return records
+
+
+async def settle(
+    consumers: Sequence[Consumer], expected: set[TopicPartition], deadline_s: float = DEADLINE_S
+) -> list[set[TopicPartition]]:
+    """Poll the members of a group until their assignments split ``expected`` among all.
+
+    Polling drives the group protocol (joins and rebalances happen inside
+    ``getmany``); call this while no records are waiting, since any read is lost.
+    """
+
+    def split() -> bool:
+        assignments = [c.assignment() for c in consumers]
+        union: set[TopicPartition] = set().union(*assignments)
+        disjoint = sum(len(a) for a in assignments) == len(union)
+        return union == expected and disjoint and all(assignments)
+
+    async with asyncio.timeout(deadline_s):
+        while not split():
+            stray = await asyncio.gather(*(c.getmany(timeout_ms=200) for c in consumers))
+            assert not any(stray), "settle() must run while no records are waiting"
+    return [c.assignment() for c in consumers]
+
+
+def by_partition(records: Sequence[Record]) -> dict[int, list[Record]]:
+    out: dict[int, list[Record]] = defaultdict(list)
+    for record in records:
+        out[record.partition].append(record)
+    return dict(out)
+
+
+def keys(count: int) -> list[bytes]:
+    return [b"car-%d" % i for i in range(count)]
+
+
+async def test_keyed_records_land_in_kafka_partition(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("keys")
+    await any_bus.ensure_topic(topic, 4)
+    producer = await any_bus.producer()
+    for key in keys(24):
+        position = await producer.send(topic, b"v", key=key)
+        assert position.partition == partition_for(key, 4)
+    consumer = await any_bus.consumer([topic])
+    for record in await drain(consumer, 24):
+        assert record.key is not None
+        assert record.partition == partition_for(record.key, 4)
+
+
+@pytest.mark.parametrize(
+    ("key", "java_murmur2"),
+    [  # The vectors of Apache Kafka's UtilsTest.testMurmur2 (signed Java ints).
+        (b"21", -973932308),
+        (b"foobar", -790332482),
+        (b"a-little-bit-long-string", -985981536),
+        (b"a-little-bit-longer-string", -1486304829),
+        (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        (b"abc", 479470107),
+    ],
+)
+def test_partition_for_is_kafkas_default_partitioner(key: bytes, java_murmur2: int) -> None:
+    # Kafka: Utils.toPositive(murmur2(key)) % partitions.
+    positive = java_murmur2 & 0x7FFFFFFF
+    assert partition_for(key, 2**31) == positive
+    for partitions in (1, 3, 8, 12):
+        assert partition_for(key, partitions) == positive % partitions
+
+
+async def test_offsets_dense_ordered_and_send_returns_stored_position(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic = unique_topic("offsets")
+    await any_bus.ensure_topic(topic, 3)
+    producer = await any_bus.producer()
+    items = [(key, b"value-%d" % i) for i, key in enumerate(keys(7) * 5)]
+    positions = await producer.send_many(topic, items[:20])
+    positions += [await producer.send(topic, value, key=key) for key, value in items[20:]]
+
+    per_partition: dict[int, list[int]] = defaultdict(list)
+    for position in positions:
+        assert position.topic == topic
+        per_partition[position.partition].append(position.offset)
+    for offsets in per_partition.values():
+        assert offsets == list(range(len(offsets)))
+
+    consumer = await any_bus.consumer([topic])
+    records = await drain(consumer, len(items))
+    stored = {(r.partition, r.offset): (r.key, r.value) for r in records}
+    assert stored == {
+        (p.partition, p.offset): item for p, item in zip(positions, items, strict=True)
+    }
+    for partition, got in by_partition(records).items():
+        assert [r.offset for r in got] == list(range(len(got)))
+        sent = [
+            item[1] for p, item in zip(positions, items, strict=True) if p.partition == partition
+        ]
+        assert [r.value for r in got] == sent
+    assert all(r.timestamp_ms > 0 for r in records)
+
+
+async def test_explicit_partition_and_keyless(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("explicit")
+    await any_bus.ensure_topic(topic, 3)
+    producer = await any_bus.producer()
+    assert await producer.send(topic, b"a", key=b"car-1", partition=2) == RecordPosition(
+        topic, 2, 0
+    )
+    assert await producer.send(topic, b"b") == RecordPosition(topic, 0, 0)
+    with pytest.raises(BusError, match="partition 3"):
+        await producer.send(topic, b"c", partition=3)
+    with pytest.raises(BusError):
+        await producer.send(topic, b"c", key=b"car-1", partition=-1)
+
+
+async def test_getmany_times_out_empty_then_wakes_on_a_record(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic = unique_topic("wake")
+    await any_bus.ensure_topic(topic, 2)
+    consumer = await any_bus.consumer([topic])
+    assert await consumer.getmany(timeout_ms=200) == []
+
+    producer = await any_bus.producer()
+    await producer.send(topic, b"first", key=b"car-1")
+    assert [r.value for r in await drain(consumer, 1)] == [b"first"]
+    assert await consumer.getmany(timeout_ms=200) == []
+
+    # A getmany that would wait a minute returns as soon as a record arrives.
+    waiting = asyncio.create_task(consumer.getmany(timeout_ms=60_000))
+    await asyncio.sleep(0)  # let it start waiting (a yield, not a delay)
+    await producer.send(topic, b"second", key=b"car-2")
+    records = await asyncio.wait_for(waiting, DEADLINE_S)
+    assert [r.value for r in records] == [b"second"]
+
+
+async def test_max_records(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("max")
+    await any_bus.ensure_topic(topic, 1)
+    producer = await any_bus.producer()
+    await producer.send_many(topic, [(None, b"%d" % i) for i in range(10)])
+    consumer = await any_bus.consumer([topic])
+    seen: list[int] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while len(seen) < 10:
+            batch = await consumer.getmany(timeout_ms=500, max_records=3)
+            assert len(batch) <= 3
+            seen += [r.offset for r in batch]
+    assert seen == list(range(10))
+
+
+async def test_seek_position_and_end_offsets(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("seek")
+    await any_bus.ensure_topic(topic, 2)
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    producer = await any_bus.producer()
+    await producer.send_many(topic, [(None, b"%d" % i) for i in range(5)])  # keyless: partition 0
+    consumer = await any_bus.consumer([topic])
+    assert await consumer.end_offsets([tp0, tp1]) == {tp0: 5, tp1: 0}
+    assert await consumer.position(tp0) == 0
+
+    await drain(consumer, 5)
+    assert await consumer.position(tp0) == 5
+    assert await consumer.position(tp1) == 0
+
+    consumer.seek(tp0, 3)
+    assert await consumer.position(tp0) == 3
+    assert [r.offset for r in await drain(consumer, 2)] == [3, 4]
+
+    await consumer.seek_to_beginning([tp0])
+    assert await consumer.position(tp0) == 0
+    assert [r.offset for r in await drain(consumer, 5)] == [0, 1, 2, 3, 4]
+
+    await consumer.seek_to_beginning()
+    assert [r.offset for r in await drain(consumer, 5)] == [0, 1, 2, 3, 4]
+
+    await producer.send(topic, b"x", partition=1)
+    assert await consumer.end_offsets([tp0, tp1]) == {tp0: 5, tp1: 1}
+
+
+async def test_seek_and_position_of_unassigned_partition_fail(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic = unique_topic("unassigned")
+    await any_bus.ensure_topic(topic, 2)
+    consumer = await any_bus.consumer([topic])
+    stranger = TopicPartition(topic, 5)
+    with pytest.raises(BusError, match="not assigned"):
+        consumer.seek(stranger, 0)
+    with pytest.raises(BusError, match="not assigned"):
+        await consumer.position(stranger)
+    with pytest.raises(ValueError):
+        consumer.seek(TopicPartition(topic, 0), -1)
+
+
+async def test_earliest_and_latest_for_a_new_consumer(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("reset")
+    await any_bus.ensure_topic(topic, 2)
+    producer = await any_bus.producer()
+    await producer.send_many(topic, [(key, b"old") for key in keys(6)])
+    earliest = await any_bus.consumer([topic], auto_offset_reset="earliest")
+    latest = await any_bus.consumer([topic], auto_offset_reset="latest")
+    # Positions are resolved lazily; asking for them pins "latest" to now.
+    ends = await latest.end_offsets(latest.assignment())
+    for tp in latest.assignment():
+        assert await latest.position(tp) == ends[tp]
+        assert await earliest.position(tp) == 0
+
+    await producer.send(topic, b"new", key=b"car-1")
+    assert [r.value for r in await drain(latest, 1)] == [b"new"]
+    assert await latest.getmany(timeout_ms=200) == []
+    assert sorted(r.value for r in await drain(earliest, 7)) == [b"new"] + [b"old"] * 6
+
+
+async def test_consumer_without_group_sees_every_partition(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    first, second = unique_topic("all"), unique_topic("all")
+    await any_bus.ensure_topic(first, 3)
+    await any_bus.ensure_topic(second, 2)
+    consumer = await any_bus.consumer([first, second])
+    expected = {TopicPartition(first, p) for p in range(3)}
+    expected |= {TopicPartition(second, p) for p in range(2)}
+    assert consumer.assignment() == expected
+    assert await consumer.committed(TopicPartition(first, 0)) is None
+    with pytest.raises(BusError, match="group"):
+        await consumer.commit({TopicPartition(first, 0): 1})
+
+
+async def test_ensure_topic_is_idempotent_and_partitions(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("ensure")
+    await any_bus.ensure_topic(topic, 5)
+    await any_bus.ensure_topic(topic, 5)
+    await any_bus.ensure_topic(topic, 2)  # exists: keeps its 5 partitions
+    assert await any_bus.partitions(topic) == 5
+    with pytest.raises(ValueError):
+        await any_bus.ensure_topic(unique_topic("ensure"), 0)
+
+
+async def test_two_members_split_partitions_and_see_each_record_once(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic, group = unique_topic("split"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 4)
+    members = [await any_bus.consumer([topic], group_id=group) for _ in range(2)]
+    every = {TopicPartition(topic, p) for p in range(4)}
+    assignments = await settle(members, every)
+
+    producer = await any_bus.producer()
+    positions = await producer.send_many(topic, [(key, b"v") for key in keys(40)])
+    counts = [
+        sum(1 for p in positions if TopicPartition(topic, p.partition) in a) for a in assignments
+    ]
+    got = await asyncio.gather(*(drain(m, n) for m, n in zip(members, counts, strict=True)))
+    for member_records, assignment in zip(got, assignments, strict=True):
+        assert {TopicPartition(r.topic, r.partition) for r in member_records} <= assignment
+    seen = [(r.partition, r.offset) for records in got for r in records]
+    assert sorted(seen) == sorted((p.partition, p.offset) for p in positions)
+    assert not any(await asyncio.gather(*(m.getmany(timeout_ms=200) for m in members)))
+
+
+async def test_survivor_takes_over_from_committed_offsets(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic, group = unique_topic("takeover"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 4)
+    stays, leaves = [await any_bus.consumer([topic], group_id=group) for _ in range(2)]
+    every = {TopicPartition(topic, p) for p in range(4)}
+    kept, lost = await settle([stays, leaves], every)
+
+    producer = await any_bus.producer()
+    # Ten records in every partition.
+    await producer.send_many(topic, [(None, b"old") for _ in range(10)])
+    for partition in range(1, 4):
+        for _ in range(10):
+            await producer.send(topic, b"old", partition=partition)
+
+    await drain(stays, 10 * len(kept))
+    await stays.commit({tp: 10 for tp in kept})
+    # The leaving member reads everything but commits only up to offset 4.
+    await drain(leaves, 10 * len(lost))
+    await leaves.commit({tp: 4 for tp in lost})
+    for tp in lost:
+        assert await stays.committed(tp) == 4
+    await leaves.stop()
+
+    # The survivor takes over: it reads what the leaver had not committed
+    # (offsets 4..9 of each inherited partition) and nothing committed.
+    inherited = by_partition(await drain(stays, 6 * len(lost)))
+    assert stays.assignment() == every
+    assert {TopicPartition(topic, p) for p in inherited} == lost
+    for offsets in inherited.values():
+        assert [r.offset for r in offsets] == list(range(4, 10))
+
+    for partition in range(4):
+        await producer.send(topic, b"new", partition=partition)
+    fresh = await drain(stays, 4)
+    assert sorted((r.partition, r.offset, r.value) for r in fresh) == [
+        (p, 10, b"new") for p in range(4)
+    ]
+    assert await stays.getmany(timeout_ms=200) == []
+
+
+async def test_rebalance_restarts_kept_partitions_from_committed(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    # Kafka's rebalance resets every position of a member to the committed
+    # offsets: records read but not committed are read again (at least once).
+    topic, group = unique_topic("rebalance"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 2)
+    every = {TopicPartition(topic, p) for p in range(2)}
+    first = await any_bus.consumer([topic], group_id=group)
+    await settle([first], every)
+    producer = await any_bus.producer()
+    for partition in (0, 1):
+        for _ in range(5):
+            await producer.send(topic, b"v", partition=partition)
+    await drain(first, 10)
+    await first.commit({TopicPartition(topic, 0): 3})
+
+    second = await any_bus.consumer([topic], group_id=group)
+    seen: list[tuple[int, int]] = []
+    async with asyncio.timeout(DEADLINE_S):
+        # Until the two members split the partitions and every record from
+        # the committed offsets (p0: 3, p1: none) on is read again.
+        while len(seen) < 2 + 5 or not (first.assignment() and second.assignment()):
+            batches = await asyncio.gather(*(c.getmany(timeout_ms=200) for c in (first, second)))
+            seen += [(r.partition, r.offset) for batch in batches for r in batch]
+    assert sorted(seen) == [(0, 3), (0, 4)] + [(1, offset) for offset in range(5)]
+    assert first.assignment() | second.assignment() == every
+
+
+async def test_new_member_resumes_at_committed_offsets(any_bus: Bus, unique_topic: Names) -> None:
+    topic, group = unique_topic("resume"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 2)
+    producer = await any_bus.producer()
+    await producer.send_many(topic, [(None, b"%d" % i) for i in range(6)])
+    for i in range(6):
+        await producer.send(topic, b"%d" % i, partition=1)
+
+    first = await any_bus.consumer([topic], group_id=group)
+    await drain(first, 12)
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    assert await first.committed(tp0) is None
+    await first.commit({tp0: 4, tp1: 2})
+    assert await first.committed(tp0) == 4
+    await first.stop()
+
+    second = await any_bus.consumer([topic], group_id=group, auto_offset_reset="latest")
+    got = by_partition(await drain(second, 2 + 4))
+    assert [r.offset for r in got[0]] == [4, 5]
+    assert [r.offset for r in got[1]] == [2, 3, 4, 5]
+    assert await second.committed(tp1) == 2
+
+
+async def test_commit_of_unassigned_partition_fails(any_bus: Bus, unique_topic: Names) -> None:
+    topic, group = unique_topic("commit"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 1)
+    member = await any_bus.consumer([topic], group_id=group)
+    await settle([member], {TopicPartition(topic, 0)})
+    with pytest.raises(BusError, match="not assigned"):
+        await member.commit({TopicPartition(unique_topic("other"), 0): 1})
+
+
+async def test_stop_closes_clients(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("stop")
+    producer = await any_bus.producer()
+    consumer = await any_bus.consumer([topic])
+    await any_bus.stop()
+    with pytest.raises(BusError):
+        await producer.send(topic, b"late")
+    with pytest.raises(BusError):
+        await consumer.getmany(timeout_ms=10)
