@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 
 from ingest.validate import ValidatorConfig, parse_cars
-from slipstream.config import DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, env
+from slipstream.config import DEFAULT_PARTITIONS, DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, env
 from slipstream.errors import ConfigError
 
 __all__ = ["DownsampleConfig", "add_downsample_arguments"]
@@ -37,6 +37,8 @@ class DownsampleConfig:
         dlq_topic: Topic of the dead letters.
         checkpoint_topic: Topic of the per-partition restart checkpoints;
             None derives ``slipstream.checkpoints.<group_id>``.
+        partitions: Partitions of the raw topic if this service creates it
+            (frames, dead letters and checkpoints get as many as raw has).
     """
 
     group_id: str = "slipstream-downsample"
@@ -52,13 +54,14 @@ class DownsampleConfig:
     frames_topic: str = FRAMES_TOPIC
     dlq_topic: str = DLQ_TOPIC
     checkpoint_topic: str | None = None
+    partitions: int = DEFAULT_PARTITIONS
 
     def __post_init__(self) -> None:
         if not self.group_id:
             raise ConfigError("the consumer group id must not be empty")
         if self.allowed_lateness_ms < 0:
             raise ConfigError("--allowed-lateness-ms must be >= 0")
-        for name in ("max_skew_ms", "dedup_horizon", "max_batch", "poll_ms"):
+        for name in ("max_skew_ms", "dedup_horizon", "max_batch", "poll_ms", "partitions"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if self.commit_interval_ms < 0 or self.idle_flush_ms <= 0:
@@ -90,6 +93,7 @@ class DownsampleConfig:
             max_batch=args.max_batch,
             commit_interval_ms=args.commit_interval_ms,
             idle_flush_ms=args.idle_flush_ms,
+            partitions=getattr(args, "partitions", DEFAULT_PARTITIONS),
         )
 
 
