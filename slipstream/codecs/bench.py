@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from slipstream.catalogue import CATALOGUE, MISSING
 from slipstream.codecs import CODECS
+from slipstream.codecs.vcdiff import to_planes
 
 __all__ = ["BenchConfig", "run_bench", "synthetic_race"]
 
@@ -169,8 +170,8 @@ def _measure_xdelta3(frames: NDArray[np.int32], config: BenchConfig) -> dict[str
             ours = CODECS["vcdiff"].encode_deltas(prev, q, groups)
             for car in range(cars):
                 for gi, group in enumerate(groups):
-                    base = prev[car, group.start : group.stop].astype("<i4").tobytes()
-                    target = q[car, group.start : group.stop].astype("<i4").tobytes()
+                    base = to_planes(prev[car, group.start : group.stop])
+                    target = to_planes(q[car, group.start : group.stop])
                     with open(base_path, "wb") as f:
                         f.write(base)
                     with open(target_path, "wb") as f:

@@ -1,7 +1,13 @@
-"""``vcdiff``: RFC 3284 deltas of a part's int32 bytes against the previous tick's.
+"""``vcdiff``: RFC 3284 deltas of a part's bytes against the previous tick's.
 
-The keyframe is the ``full`` part (little-endian int32 per channel); a delta is a
-plain RFC 3284 file that rebuilds the new ``full`` part from the previous one::
+A part's bytes are its int32 values in *byte planes*: the low bytes of every
+channel of the group, then the second bytes, the third, the high bytes (each
+value little-endian, planes side by side).  Telemetry moves by small steps, so
+the high planes rarely change and become one long COPY, while the low plane is
+one ADD; interleaved int32 would put a changed low byte every four bytes and
+leave no gap long enough to copy.  The keyframe is those bytes as they are.
+
+A delta is a plain RFC 3284 file that rebuilds the new bytes from the previous::
 
     D6 C3 C4 00  00           magic, version 0, header indicator 0 (no secondary
                               compressor, no code table, no application header)
@@ -13,7 +19,7 @@ No Adler-32 window checksum (an xdelta3 extension that ``@ably/vcdiff-decoder``
 mis-decodes), i.e. what ``xdelta3 -e -S none -A -n`` writes.
 
 The encoder is ours and positional, not a string matcher: frames have a fixed
-layout, so a channel that did not change sits at the same offset in the base.
+layout, so a byte that did not change sits at the same offset in the base.
 Unchanged byte runs of at least :data:`MIN_COPY` bytes become COPY from the same
 offset; the rest (changed bytes and shorter gaps) become ADD; an ADD of 1-4
 bytes followed by a COPY of 4-6 bytes share one instruction byte.  All of it is
@@ -35,10 +41,16 @@ from numpy.typing import NDArray
 
 from slipstream.catalogue import Group
 from slipstream.codecs.base import CodecError, PartLayout, check_frames, part_layout, split_parts
-from slipstream.codecs.full import decode_int32, encode_int32_parts
 from slipstream.codecs.varint import varint_lengths, write_varints
 
-__all__ = ["MIN_COPY", "VcdiffCodec", "decode_vcdiff", "encode_vcdiff_parts"]
+__all__ = [
+    "MIN_COPY",
+    "VcdiffCodec",
+    "decode_vcdiff",
+    "encode_vcdiff_parts",
+    "from_planes",
+    "to_planes",
+]
 
 #: Shortest unchanged run worth a COPY; shorter gaps are cheaper as ADD bytes.
 MIN_COPY = 4
@@ -57,15 +69,57 @@ _ADD_COPY0 = 163  # ADD a (1..4) + COPY c (4..6), mode 0: _ADD_COPY0 + 3 (a - 1)
 @lru_cache(maxsize=64)
 def _byte_tables(
     layout: PartLayout,
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
-    """Part byte starts (parts,), part of each byte and part-start flags (bytes,)."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64]]:
+    """Byte tables of a layout, over the parts' bytes laid end to end.
+
+    Returns:
+        First byte of each part (parts,); part of each byte and part-start flags
+        (bytes,); and the byte-plane permutation (bytes,): entry ``i`` is the
+        index, in the gathered little-endian int32 bytes, of plane byte ``i``.
+    """
     start = 4 * layout.start
     part_of = np.repeat(layout.part_of, 4)
     is_start = np.zeros(part_of.size, dtype=np.bool_)
     is_start[start] = True
-    for array in (start, part_of, is_start):
+    element = np.arange(layout.part_of.size, dtype=np.int64)
+    channel = element - layout.start[layout.part_of]
+    size = layout.size[layout.part_of]
+    planes = np.empty(part_of.size, dtype=np.int64)
+    for k in range(4):
+        planes[4 * layout.start[layout.part_of] + k * size + channel] = 4 * element + k
+    for array in (start, part_of, is_start, planes):
         array.flags.writeable = False
-    return start, part_of, is_start
+    return start, part_of, is_start, planes
+
+
+def to_planes(values: NDArray[np.int32]) -> bytes:
+    """The byte-plane form of one part's values (n,): 4n bytes."""
+    return np.ascontiguousarray(values, dtype="<i4").view(np.uint8).reshape(-1, 4).T.tobytes()
+
+
+def from_planes(data: bytes, size: int) -> NDArray[np.int32]:
+    """Values (size,) from their byte-plane form.
+
+    Raises:
+        CodecError: ``data`` is not 4 * ``size`` bytes.
+    """
+    if len(data) != 4 * size:
+        raise CodecError(f"vcdiff part holds {len(data)} bytes, expected {4 * size}")
+    planes = np.frombuffer(data, dtype=np.uint8).reshape(4, size)
+    return np.ascontiguousarray(planes.T).view("<i4").ravel().astype(np.int32)
+
+
+def _plane_bytes(layout: PartLayout, q: NDArray[np.int32]) -> NDArray[np.uint8]:
+    flat = layout.gather(q).astype("<i4", copy=False).view(np.uint8).ravel()
+    return flat[_byte_tables(layout)[3]]
+
+
+def encode_plane_parts(q: NDArray[np.int32], groups: Sequence[Group]) -> list[list[bytes]]:
+    """Keyframe parts ``[car][group]``: each part's values in byte planes."""
+    check_frames(q)
+    layout = part_layout(groups, q.shape[0], q.shape[1])
+    offsets = 4 * np.append(layout.start, layout.cars * layout.width)
+    return split_parts(_plane_bytes(layout, q).tobytes(), offsets, layout.cars)
 
 
 def _runs(
@@ -91,12 +145,12 @@ def _put(
 def encode_vcdiff_parts(
     prev: NDArray[np.int32], q: NDArray[np.int32], groups: Sequence[Group]
 ) -> list[list[bytes]]:
-    """RFC 3284 delta parts ``[car][group]`` from the int32 bytes of ``prev`` to ``q``."""
+    """RFC 3284 delta parts ``[car][group]`` from the plane bytes of ``prev`` to ``q``."""
     check_frames(q, prev)
     layout = part_layout(groups, q.shape[0], q.shape[1])
-    part_start, part_of, is_start = _byte_tables(layout)
-    source = layout.gather(prev).astype("<i4", copy=False).view(np.uint8).ravel()
-    target = layout.gather(q).astype("<i4", copy=False).view(np.uint8).ravel()
+    part_start, part_of, is_start, _ = _byte_tables(layout)
+    source = _plane_bytes(layout, prev)
+    target = _plane_bytes(layout, q)
     parts = part_start.size
     part_bytes = 4 * layout.size
 
@@ -187,13 +241,50 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     raise CodecError("vcdiff delta has an over-long varint")
 
 
+def _code_table_sizes() -> tuple[tuple[int, ...], ...]:
+    """Sizes of the instructions of each opcode of the default code table (0: explicit)."""
+    table: list[tuple[int, ...]] = [(0,)]  # RUN
+    table += [(size,) for size in range(18)]  # ADD 0, 1..17
+    table += [(size,) for _ in range(9) for size in (0, *range(4, 19))]  # COPY, 9 modes
+    table += [(add, copy) for _ in range(6) for add in range(1, 5) for copy in (4, 5, 6)]
+    table += [(add, 4) for _ in range(3) for add in range(1, 5)]
+    table += [(4, 1) for _ in range(9)]  # COPY 4 + ADD 1
+    return tuple(table)
+
+
+_SIZES = _code_table_sizes()
+
+
+def _check_sizes(instructions: bytes, window_size: int) -> None:
+    """Refuse an instruction stream whose sizes do not add up to ``window_size``.
+
+    The PyPI decoder executes sizes as given; a corrupted size would make it
+    allocate or loop without bound before any length check could run.
+    """
+    total, pos = 0, 0
+    while pos < len(instructions):
+        code = instructions[pos]
+        pos += 1
+        for size in _SIZES[code]:
+            if size == 0:
+                size, pos = _varint(instructions, pos)
+            total += size
+            if total > window_size:
+                raise CodecError("vcdiff instructions overrun the target window")
+    if total != window_size:
+        raise CodecError(
+            f"vcdiff instructions rebuild {total} bytes of a {window_size}-byte window"
+        )
+
+
 def check_delta(payload: bytes, source_size: int) -> int:
     """Check the header and window headers of a delta; its target length.
 
     Raises:
         CodecError: Not VCDIFF, features this decode path does not support
             (secondary compression, custom code table, application header,
-            VCD_TARGET windows), a source segment outside the base, or truncation.
+            VCD_TARGET windows), a source segment outside the base, instruction
+            sizes that do not add up to the window, or truncation.
     """
     if len(payload) < 5 or payload[:4] != _MAGIC:
         raise CodecError("not a VCDIFF delta (bad magic or version)")
@@ -224,6 +315,15 @@ def check_delta(payload: bytes, source_size: int) -> int:
             raise CodecError("vcdiff window is truncated")
         if payload[pos] != 0:
             raise CodecError("VCDIFF window uses secondary compression (encode with -S none)")
+        data_len, pos = _varint(payload, pos + 1)
+        inst_len, pos = _varint(payload, pos)
+        _, pos = _varint(payload, pos)
+        if indicator & _VCD_ADLER32:
+            pos += 4
+        pos += data_len
+        if pos + inst_len > end:
+            raise CodecError("vcdiff window sections overrun the window")
+        _check_sizes(payload[pos : pos + inst_len], window_size)
         target_size += window_size
         windows += 1
         pos = end
@@ -239,7 +339,7 @@ def decode_vcdiff(base: NDArray[np.int32], payload: bytes) -> NDArray[np.int32]:
         CodecError: The delta is malformed, truncated, unsupported or rebuilds a
             frame of another size.
     """
-    source = base.astype("<i4").tobytes()
+    source = to_planes(base)
     size = check_delta(payload, len(source))
     if size != len(source):
         raise CodecError(f"vcdiff delta rebuilds {size} bytes, expected {len(source)}")
@@ -249,17 +349,17 @@ def decode_vcdiff(base: NDArray[np.int32], payload: bytes) -> NDArray[np.int32]:
         raise CodecError(f"vcdiff delta does not decode: {exc}") from exc
     if len(target) != len(source):
         raise CodecError(f"vcdiff delta rebuilt {len(target)} bytes, expected {len(source)}")
-    return decode_int32(target, base.shape[0])
+    return from_planes(target, base.shape[0])
 
 
 class VcdiffCodec:
-    """``vcdiff``: keyframes are ``full`` parts, deltas are RFC 3284 files between them."""
+    """``vcdiff``: keyframes are byte-plane parts, deltas are RFC 3284 files between them."""
 
     name = "vcdiff"
 
     def encode_keyframes(self, q: NDArray[np.int32], groups: Sequence[Group]) -> list[list[bytes]]:
-        """Keyframe parts: little-endian int32, as ``full``."""
-        return encode_int32_parts(q, groups)
+        """Keyframe parts: the values in byte planes."""
+        return encode_plane_parts(q, groups)
 
     def encode_deltas(
         self, prev: NDArray[np.int32], q: NDArray[np.int32], groups: Sequence[Group]
@@ -269,7 +369,7 @@ class VcdiffCodec:
 
     def decode_keyframe(self, payload: bytes, size: int) -> NDArray[np.int32]:
         """Values from a keyframe part."""
-        return decode_int32(payload, size)
+        return from_planes(payload, size)
 
     def decode_delta(self, base: NDArray[np.int32], payload: bytes) -> NDArray[np.int32]:
         """Values from a delta part against ``base``."""

@@ -112,6 +112,16 @@ def _invalid(rng: np.random.Generator) -> list[dict[str, Any]]:
         ("vcdiff", "secondary compression flag", vcdiff[:4] + b"\x01" + vcdiff[5:]),
         ("vcdiff", "header only", vcdiff[:5]),
         ("vcdiff", "source larger than base", _bigger_source(vcdiff)),
+        (
+            "vcdiff",
+            "RUN far larger than the window",
+            _window(4 * group.size, b"\x00", b"\x00\x80\x80\x80\x80\x10"),
+        ),
+        (
+            "vcdiff",
+            "instructions short of the window",
+            _window(4 * group.size, b"", bytes([19, 8, 0])),
+        ),
     ]
     return [
         {"codec": codec, "kind": "delta", "size": group.size, "base": base}
@@ -126,6 +136,12 @@ def _drop_last_varint(part: bytes) -> bytes:
     while end > 0 and part[end - 1] & 0x80:
         end -= 1
     return part[:end]
+
+
+def _window(size: int, data: bytes, instructions: bytes) -> bytes:
+    """A one-window delta against a ``size``-byte base (sizes under 128 bytes)."""
+    body = bytes([size, 0, len(data), len(instructions), 0]) + data + instructions
+    return b"\xd6\xc3\xc4\x00\x00" + bytes([1, size, 0, len(body)]) + body
 
 
 def _bigger_source(delta: bytes) -> bytes:

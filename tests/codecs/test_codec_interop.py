@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from slipstream.catalogue import CATALOGUE, MISSING
 from slipstream.codecs import CODECS, CodecError
 from slipstream.codecs.bench import synthetic_race
+from slipstream.codecs.vcdiff import to_planes
 
 XDELTA3 = shutil.which("xdelta3") or "/usr/bin/xdelta3"
 GROUPS = CATALOGUE.groups
@@ -55,9 +56,9 @@ def test_our_deltas_decode_with_xdelta3(
     car = 0
     for gi, g in enumerate(GROUPS):
         base, delta = tmp_path / f"{gi}.base", tmp_path / f"{gi}.vcdiff"
-        base.write_bytes(prev[car, g.start : g.stop].astype("<i4").tobytes())
+        base.write_bytes(to_planes(prev[car, g.start : g.stop]))
         delta.write_bytes(deltas[car][gi])
-        target = q[car, g.start : g.stop].astype("<i4").tobytes()
+        target = to_planes(q[car, g.start : g.stop])
         assert _xdelta3("-d", "-c", "-s", base, delta) == target, g.name
 
 
@@ -68,8 +69,8 @@ def test_our_deltas_decode_with_pypi_vcdiff_decoder(
     deltas = VCDIFF.encode_deltas(prev, q, GROUPS)
     for car in range(q.shape[0]):
         for gi, g in enumerate(GROUPS):
-            source = prev[car, g.start : g.stop].astype("<i4").tobytes()
-            target = q[car, g.start : g.stop].astype("<i4").tobytes()
+            source = to_planes(prev[car, g.start : g.stop])
+            target = to_planes(q[car, g.start : g.stop])
             assert vcdiff_decoder.decode(source, deltas[car][gi]) == target
 
 
@@ -80,8 +81,8 @@ def _xdelta3_deltas(
     out = []
     for gi, g in enumerate(GROUPS):
         base, target = tmp_path / f"{gi}.base", tmp_path / f"{gi}.target"
-        base.write_bytes(prev[0, g.start : g.stop].astype("<i4").tobytes())
-        target.write_bytes(q[0, g.start : g.stop].astype("<i4").tobytes())
+        base.write_bytes(to_planes(prev[0, g.start : g.stop]))
+        target.write_bytes(to_planes(q[0, g.start : g.stop]))
         delta = _xdelta3("-e", "-S", "none", "-A", "-n", "-c", "-s", base, target)
         out.append((prev[0, g.start : g.stop], q[0, g.start : g.stop], delta))
     return out
@@ -100,8 +101,8 @@ def test_xdelta3_deltas_with_a_checksum_still_decode_in_python(tmp_path: Path) -
     _, prev, q = CASES[0]
     g = GROUPS[1]
     base, target = tmp_path / "base", tmp_path / "target"
-    base.write_bytes(prev[0, g.start : g.stop].astype("<i4").tobytes())
-    target.write_bytes(q[0, g.start : g.stop].astype("<i4").tobytes())
+    base.write_bytes(to_planes(prev[0, g.start : g.stop]))
+    target.write_bytes(to_planes(q[0, g.start : g.stop]))
     delta = _xdelta3("-e", "-S", "none", "-A", "-c", "-s", base, target)
     np.testing.assert_array_equal(
         VCDIFF.decode_delta(prev[0, g.start : g.stop].copy(), delta), q[0, g.start : g.stop]

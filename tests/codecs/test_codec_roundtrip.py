@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from slipstream.catalogue import CATALOGUE, MISSING, Group
 from slipstream.codecs import CODECS, CodecError, get_codec
 from slipstream.codecs.varint import read_varints, unzigzag, varint_lengths, write_varints, zigzag
+from slipstream.codecs.vcdiff import to_planes
 
 INT32_MAX = 2**31 - 1
 EXTREMES = [MISSING, MISSING + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX]
@@ -117,8 +118,8 @@ def test_vcdiff_deltas_decode_with_the_pypi_decoder(tick: Tick) -> None:
     deltas = CODECS["vcdiff"].encode_deltas(prev, q, groups)
     for car in range(q.shape[0]):
         for gi, g in enumerate(groups):
-            source = prev[car, g.start : g.stop].astype("<i4").tobytes()
-            target = q[car, g.start : g.stop].astype("<i4").tobytes()
+            source = to_planes(prev[car, g.start : g.stop])
+            target = to_planes(q[car, g.start : g.stop])
             assert vcdiff_decoder.decode(source, deltas[car][gi]) == target
 
 

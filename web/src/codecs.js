@@ -20,7 +20,6 @@ const INT32_MAX = 2147483647;
 const MAX_VARINT_BYTES = 5;
 const VCDIFF_MAGIC = [0xd6, 0xc3, 0xc4, 0x00];
 const VCD_SOURCE = 0x01;
-const VCD_ADLER32 = 0x04;
 
 /** A part could not be decoded. */
 export class CodecError extends Error {
@@ -58,11 +57,66 @@ export function decodeFull(payload, size) {
   return out;
 }
 
-function encodeFull(values) {
-  const out = new Uint8Array(4 * values.length);
-  const view = new DataView(out.buffer);
-  for (let i = 0; i < values.length; i++) view.setInt32(4 * i, values[i], true);
+/**
+ * Values of a vcdiff part's bytes: byte planes, i.e. the low bytes of every
+ * channel, then the second bytes, the third, the high bytes (little-endian int32).
+ */
+export function decodePlanes(payload, size) {
+  const bytes = bytesOf(payload);
+  if (bytes.length !== 4 * size) {
+    throw new CodecError(`vcdiff part holds ${bytes.length} bytes, expected ${4 * size}`);
+  }
+  const out = new Int32Array(size);
+  for (let i = 0; i < size; i++) {
+    out[i] = bytes[i] | (bytes[size + i] << 8) | (bytes[2 * size + i] << 16) | (bytes[3 * size + i] << 24);
+  }
   return out;
+}
+
+function encodePlanes(values) {
+  const size = values.length;
+  const out = new Uint8Array(4 * size);
+  for (let i = 0; i < size; i++) {
+    const v = values[i];
+    out[i] = v & 0xff;
+    out[size + i] = (v >>> 8) & 0xff;
+    out[2 * size + i] = (v >>> 16) & 0xff;
+    out[3 * size + i] = (v >>> 24) & 0xff;
+  }
+  return out;
+}
+
+// Sizes of the instructions of each opcode of RFC 3284's default code table (0: explicit).
+const CODE_SIZES = (() => {
+  const table = [[0]];
+  for (let size = 0; size < 18; size++) table.push([size]);
+  for (let mode = 0; mode < 9; mode++) {
+    table.push([0]);
+    for (let size = 4; size <= 18; size++) table.push([size]);
+  }
+  for (let mode = 0; mode < 6; mode++) {
+    for (let add = 1; add <= 4; add++) for (let copy = 4; copy <= 6; copy++) table.push([add, copy]);
+  }
+  for (let mode = 6; mode < 9; mode++) for (let add = 1; add <= 4; add++) table.push([add, 4]);
+  for (let mode = 0; mode < 9; mode++) table.push([4, 1]);
+  return table;
+})();
+
+// Refuse instruction sizes that do not add up to the window: the decoder would
+// otherwise execute a corrupted size as given.
+function checkSizes(bytes, start, end, windowSize) {
+  let total = 0;
+  let pos = start;
+  while (pos < end) {
+    for (let size of CODE_SIZES[bytes[pos++]]) {
+      if (size === 0) [size, pos] = readVarint(bytes, pos, end);
+      total += size;
+      if (total > windowSize) throw new CodecError("vcdiff instructions overrun the target window");
+    }
+  }
+  if (total !== windowSize) {
+    throw new CodecError(`vcdiff instructions rebuild ${total} bytes of a ${windowSize}-byte window`);
+  }
 }
 
 /**
@@ -113,11 +167,11 @@ export function decodeSparse(base, payload, size) {
   return out;
 }
 
-function readVarint(bytes, pos) {
+function readVarint(bytes, pos, end = bytes.length) {
   let value = 0;
   let scale = 1;
   for (let k = 0; k < 9; k++) {
-    if (pos >= bytes.length) throw new CodecError("vcdiff delta is truncated inside a header field");
+    if (pos >= end) throw new CodecError("vcdiff delta is truncated inside a header field");
     const byte = bytes[pos++];
     value += (byte & 0x7f) * scale;
     scale *= 128;
@@ -142,8 +196,8 @@ export function checkVcdiff(bytes, sourceSize) {
   let windows = 0;
   while (pos < bytes.length) {
     const indicator = bytes[pos++];
-    // The Adler-32 extension is refused: @ably/vcdiff-decoder mis-decodes it.
-    if (indicator & ~VCD_SOURCE || indicator & VCD_ADLER32) {
+    // The Adler-32 extension (VCD_ADLER32) is refused: @ably/vcdiff-decoder mis-decodes it.
+    if (indicator & ~VCD_SOURCE) {
       throw new CodecError(`VCDIFF window indicator ${indicator} is not supported`);
     }
     if (indicator & VCD_SOURCE) {
@@ -161,6 +215,13 @@ export function checkVcdiff(bytes, sourceSize) {
     [windowSize, pos] = readVarint(bytes, pos);
     if (pos >= end) throw new CodecError("vcdiff window is truncated");
     if (bytes[pos] !== 0) throw new CodecError("VCDIFF window uses secondary compression (encode with -S none)");
+    let dataLength, instLength;
+    [dataLength, pos] = readVarint(bytes, pos + 1, end);
+    [instLength, pos] = readVarint(bytes, pos, end);
+    [, pos] = readVarint(bytes, pos, end);
+    pos += dataLength;
+    if (pos + instLength > end) throw new CodecError("vcdiff window sections overrun the window");
+    checkSizes(bytes, pos, pos + instLength, windowSize);
     targetSize += windowSize;
     windows++;
     pos = end;
@@ -169,14 +230,14 @@ export function checkVcdiff(bytes, sourceSize) {
   return targetSize;
 }
 
-/** Values of a `vcdiff` delta part (RFC 3284 of the full bytes) against `base`. */
+/** Values of a `vcdiff` delta part (RFC 3284 of the byte planes) against `base`. */
 export function decodeVcdiff(base, payload) {
   const decode = vcdiffDecode ?? globalThis.vcdiffDecoder?.decode;
   if (typeof decode !== "function") {
     throw new CodecError("no VCDIFF decoder: load @ably/vcdiff-decoder or call setVcdiffDecoder()");
   }
   const bytes = bytesOf(payload);
-  const source = encodeFull(base);
+  const source = encodePlanes(base);
   const size = checkVcdiff(bytes, source.length);
   if (size !== source.length) {
     throw new CodecError(`vcdiff delta rebuilds ${size} bytes, expected ${source.length}`);
@@ -190,17 +251,18 @@ export function decodeVcdiff(base, payload) {
   if (target.length !== source.length) {
     throw new CodecError(`vcdiff delta rebuilt ${target.length} bytes, expected ${source.length}`);
   }
-  return decodeFull(target, base.length);
+  return decodePlanes(target, base.length);
 }
 
 /** Values of a keyframe part of `codec` ("full", "sparse" or "vcdiff"). */
 export function decodeKeyframe(codec, payload, size) {
   switch (codec) {
     case "full":
-    case "vcdiff":
       return decodeFull(payload, size);
     case "sparse":
       return decodeSparse(null, payload, size);
+    case "vcdiff":
+      return decodePlanes(payload, size);
     default:
       throw new CodecError(`unknown codec ${codec}`);
   }

@@ -56,3 +56,22 @@ test("vcdiff without a decoder says how to get one", () => {
     setVcdiffDecoder(ablyDecode);
   }
 });
+
+test("corrupted vcdiff and sparse parts throw CodecError or decode to the right size", () => {
+  const samples = fixture.valid.filter((v) => v.kind === "delta" && v.codec !== "full").slice(0, 120);
+  for (const v of samples) {
+    const payload = hex(v.payload);
+    for (let i = 0; i < payload.length; i++) {
+      for (const value of [0x00, 0x01, 0x7f, 0x80, 0xff]) {
+        const bad = payload.slice();
+        bad[i] = value;
+        try {
+          const out = decodeDelta(v.codec, Int32Array.from(v.base), bad);
+          assert.equal(out.length, v.size);
+        } catch (err) {
+          assert.ok(err instanceof CodecError, `${v.codec} byte ${i}=${value}: ${err}`);
+        }
+      }
+    }
+  }
+});
