@@ -117,3 +117,25 @@ def test_make_bus_picks_the_bus() -> None:
     kafka = make_bus(BusConfig(kafka="127.0.0.1:9092"))
     assert isinstance(kafka, KafkaBus) and kafka.bootstrap == "127.0.0.1:9092"
     assert isinstance(memory, Bus) and isinstance(kafka, Bus)
+
+
+@pytest.mark.kafka
+async def test_stop_closes_everything(kafka_broker: TansuBroker, unique_topic: Names) -> None:
+    topic = unique_topic("close")
+    bus = KafkaBus(BusConfig(kafka=kafka_broker.bootstrap, partitions=2))
+    await bus.start()
+    producer = await bus.producer()
+    await producer.send(topic, b"v", key=b"car-1")
+    plain = await bus.consumer([topic])
+    member = await bus.consumer([topic], group_id=unique_topic("group"))
+    assert len(await plain.getmany(timeout_ms=5000)) == 1
+    assert len(await member.getmany(timeout_ms=5000)) == 1
+    await bus.stop()
+    current = asyncio.current_task()
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del producer, plain, member, bus
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
