@@ -94,6 +94,9 @@ class DownsampleConfig:
             commit_interval_ms=args.commit_interval_ms,
             idle_flush_ms=args.idle_flush_ms,
             partitions=getattr(args, "partitions", DEFAULT_PARTITIONS),
+            raw_topic=args.raw_topic,
+            frames_topic=args.frames_topic,
+            dlq_topic=args.dlq_topic,
         )
 
 
@@ -143,6 +146,17 @@ def add_downsample_arguments(parser: argparse.ArgumentParser) -> None:
         "--commit-interval-ms", type=int, default=d.commit_interval_ms,
         help=f"how often offsets and restart checkpoints are committed "
         f"(default {d.commit_interval_ms})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--raw-topic", default=d.raw_topic, help=f"topic to read (default {d.raw_topic})"
+    )
+    parser.add_argument(
+        "--frames-topic", default=d.frames_topic,
+        help=f"topic of the 2 Hz frames (default {d.frames_topic})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dlq-topic", default=d.dlq_topic,
+        help=f"topic of the dead letters (default {d.dlq_topic})",
     )  # fmt: skip
     parser.add_argument(
         "--idle-flush-ms", type=int, default=_int_env("IDLE_FLUSH_MS", d.idle_flush_ms),

@@ -12,7 +12,7 @@ from downsample.config import DownsampleConfig
 from downsample.service import DownsampleService
 from downsample.synthetic import synthetic_batches
 from ingest.dlq import decode_dead_letter
-from slipstream.bus import Bus, MemoryBus
+from slipstream.bus import Bus
 from slipstream.bus.base import Record
 from slipstream.metrics import Registry
 from slipstream.records import Frame, RawBatch, car_key, decode_frame, encode_raw
@@ -86,9 +86,8 @@ def frames_of(records: list[Record]) -> dict[tuple[str, int, int], Frame]:
 
 
 @pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    async with MemoryBus(default_partitions=4) as memory:
-        yield memory
+async def bus(any_bus: Bus) -> AsyncIterator[Bus]:
+    yield any_bus
 
 
 def faulty_stream(seed: int) -> tuple[list[RawBatch], list[tuple[bytes | None, bytes]], int]:
