@@ -27,7 +27,7 @@ from slipstream.codecs.base import (
     part_layout,
     split_parts,
 )
-from slipstream.codecs.varint import read_varints, unzigzag, varint_lengths, write_varints, zigzag
+from slipstream.codecs.varint import MAX_VARINT_BYTES, varint_lengths, write_varints, zigzag
 
 __all__ = ["SparseCodec", "decode_sparse", "encode_sparse_parts"]
 
@@ -98,33 +98,53 @@ def encode_sparse_parts(
 def decode_sparse(base: NDArray[np.int32] | None, payload: bytes, size: int) -> NDArray[np.int32]:
     """Values of one part from a sparse payload against ``base`` (zeros when None).
 
+    A plain loop over the set bits: parts are a few dozen bytes, too small for
+    numpy's per-call cost to pay off.
+
     Raises:
         CodecError: The payload is truncated, has bytes left over, a malformed
             varint, a bitmap whose popcount differs from the number of varints,
             set padding bits, a zero difference, or a result outside int32.
     """
     nbytes = (size + 7) // 8
-    if len(payload) < nbytes:
-        raise CodecError(f"sparse part of {len(payload)} bytes is shorter than its bitmap")
-    raw = np.frombuffer(payload, dtype=np.uint8)
-    bits = np.unpackbits(raw[:nbytes], bitorder="little")
-    if bits[size:].any():
+    end = len(payload)
+    if end < nbytes:
+        raise CodecError(f"sparse part of {end} bytes is shorter than its bitmap")
+    bitmap = int.from_bytes(payload[:nbytes], "little")
+    if bitmap >> size:
         raise CodecError("sparse part has bitmap bits set past the group's channels")
-    changed = bits[:size].view(np.bool_)
-    values = read_varints(raw[nbytes:])
-    if values is None:
-        raise CodecError("sparse part has a truncated or malformed varint")
-    count = int(np.count_nonzero(changed))
-    if values.size != count:
-        raise CodecError(f"sparse part has {values.size} varints for {count} changed channels")
-    d = unzigzag(values)
-    if np.any(d == 0):
-        raise CodecError("sparse part marks a channel changed by zero")
-    out = np.zeros(size, dtype=np.int64) if base is None else base.astype(np.int64)
-    out[changed] += d
-    if count and (out.min() < _INT32_MIN or out.max() > _INT32_MAX):
-        raise CodecError("sparse part leads to values outside int32 (wrong base?)")
-    return out.astype(np.int32)
+    out: list[int] = [0] * size if base is None else base.tolist()
+    if len(out) != size:
+        raise CodecError(f"base holds {len(out)} values, expected {size}")
+    pos = nbytes
+    while bitmap:
+        low = bitmap & -bitmap
+        bitmap ^= low
+        channel = low.bit_length() - 1
+        z = shift = 0
+        while True:
+            if pos >= end:
+                raise CodecError("sparse part has fewer varints than changed channels")
+            byte = payload[pos]
+            pos += 1
+            z |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift >= 7 * MAX_VARINT_BYTES:
+                raise CodecError("sparse part has an over-long varint")
+        if shift and not byte:
+            raise CodecError("sparse part has a non-canonical varint")
+        d = (z >> 1) ^ -(z & 1)
+        if not d:
+            raise CodecError("sparse part marks a channel changed by zero")
+        value = out[channel] + d
+        if not _INT32_MIN <= value <= _INT32_MAX:
+            raise CodecError("sparse part leads to values outside int32 (wrong base?)")
+        out[channel] = value
+    if pos != end:
+        raise CodecError(f"sparse part has {end - pos} bytes left over after its varints")
+    return np.array(out, dtype=np.int32)
 
 
 class SparseCodec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["read_varints", "unzigzag", "varint_lengths", "write_varints", "zigzag"]
+__all__ = ["MAX_VARINT_BYTES", "unzigzag", "varint_lengths", "write_varints", "zigzag"]
 
 #: Longest varint accepted on decode: 5 bytes hold 35 bits, enough for the zigzag
 #: of any difference of two int32 values (33 bits).
@@ -48,36 +48,12 @@ def write_varints(
     if values.size == 0:
         return
     longest = int(lengths.max())
+    if longest == 1:  # the common case: every value below 128
+        out[at] = values.astype(np.uint8)
+        return
     rest = values.copy()
     for k in range(longest):
         sel = lengths > k
         more = (lengths[sel] > k + 1).astype(np.uint8) << 7
         out[at[sel] + k] = (rest[sel] & np.uint64(0x7F)).astype(np.uint8) | more
         rest >>= np.uint64(7)
-
-
-def read_varints(data: NDArray[np.uint8]) -> NDArray[np.uint64] | None:
-    """Every varint of ``data``, which must hold nothing else.
-
-    Returns:
-        The values, or None when ``data`` is not a clean sequence of canonical
-        varints (a cut-off last varint, one longer than :data:`MAX_VARINT_BYTES`,
-        or one with superfluous high zero bytes).
-    """
-    if data.size == 0:
-        return np.zeros(0, dtype=np.uint64)
-    last = data < 0x80
-    if not last[-1]:
-        return None
-    ends = np.flatnonzero(last)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts + 1
-    if int(lengths.max()) > MAX_VARINT_BYTES:
-        return None
-    if np.any((lengths > 1) & (data[ends] == 0)):
-        return None
-    shift = (np.arange(data.size) - np.repeat(starts, lengths)).astype(np.uint64) * np.uint64(7)
-    pieces = (data & 0x7F).astype(np.uint64) << shift
-    return np.add.reduceat(pieces, starts)

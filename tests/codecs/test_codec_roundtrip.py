@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from slipstream.catalogue import CATALOGUE, MISSING, Group
 from slipstream.codecs import CODECS, CodecError, get_codec
-from slipstream.codecs.varint import read_varints, unzigzag, varint_lengths, write_varints, zigzag
+from slipstream.codecs.varint import unzigzag, varint_lengths, write_varints, zigzag
 from slipstream.codecs.vcdiff import to_planes
 
 INT32_MAX = 2**31 - 1
@@ -147,9 +147,6 @@ def test_varint_kernels_match_leb128(numbers: list[int]) -> None:
     out = np.zeros(int(lengths.sum()), dtype=np.uint8)
     write_varints(out, at, z, lengths)
     assert out.tobytes() == b"".join(_leb128(int(v)) for v in z)
-    back = read_varints(out)
-    assert back is not None
-    np.testing.assert_array_equal(back, z)
 
 
 def test_unknown_codec_lists_the_known_ones() -> None:
