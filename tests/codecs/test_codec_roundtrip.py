@@ -172,3 +172,38 @@ def test_codec_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         CODECS["sparse"].decode_keyframe(b"", 3)
     assert issubclass(CodecError, ValueError)
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+@settings(max_examples=30, deadline=None)
+@given(
+    raw=arrays(
+        np.float64,
+        (2, 2, CHANNELS),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from([np.nan, 0.0, -1e12, 1e12]),
+        ),
+    )
+)
+def test_values_with_nan_survive_quantise_encode_decode(
+    name: str, raw: NDArray[np.float64]
+) -> None:
+    """Channel values (NaN = stale sensor) through quantise, both part kinds and back."""
+    prev, q = CATALOGUE.quantise(raw[0]), CATALOGUE.quantise(raw[1])
+    codec = CODECS[name]
+    deltas = codec.encode_deltas(prev, q, GROUPS)
+    keyframes = codec.encode_keyframes(q, GROUPS)
+    for car in range(2):
+        got = np.concatenate(
+            [
+                codec.decode_delta(prev[car, g.start : g.stop], deltas[car][i])
+                for i, g in enumerate(GROUPS)
+            ]
+        )
+        np.testing.assert_array_equal(CATALOGUE.dequantise(got), CATALOGUE.dequantise(q[car]))
+        assert np.array_equal(np.isnan(CATALOGUE.dequantise(got)), ~np.isfinite(raw[1, car]))
+        got = np.concatenate(
+            [codec.decode_keyframe(keyframes[car][i], g.size) for i, g in enumerate(GROUPS)]
+        )
+        np.testing.assert_array_equal(got, q[car])
