@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "downsample.cli",
     "broadcast.cli",
     "slipstream.codecs.cli",
+    "slipstream.auth_cli",
 )
 
 
