@@ -164,6 +164,7 @@ class PartitionWindows:
         self._races: dict[str, _Race] = {}
         # Race states as they were just before each record that is still buffered.
         self._before: dict[int, tuple[tuple[str, int, int], ...]] = {}
+        self._offset_cache: dict[tuple[int, int], NDArray[np.int64]] = {}
 
     # -- processing ----------------------------------------------------------
 
@@ -225,9 +226,9 @@ class PartitionWindows:
         replay: bool,
     ) -> DeadLetter | None:
         samples = batch.values.shape[0]
-        ts = batch.t0_ns + (np.arange(samples, dtype=np.int64) * _NS_PER_S) // batch.rate_hz
+        ts = batch.t0_ns + self._offsets_ns(samples, batch.rate_hz)
         cut = (race.closed + 1) * TICK_NS
-        late = int(np.searchsorted(ts, cut, side="left"))
+        late = 0 if batch.t0_ns >= cut else int(np.searchsorted(ts, cut, side="left"))
         if late < samples:
             if record.offset not in self._before:
                 self._before[record.offset] = self._race_states()
@@ -257,6 +258,16 @@ class PartitionWindows:
 
     def _race_states(self) -> tuple[tuple[str, int, int], ...]:
         return tuple((r.race, r.max_ts_ns, r.closed) for r in self._races.values())
+
+    def _offsets_ns(self, samples: int, rate_hz: int) -> NDArray[np.int64]:
+        """Sample times relative to the first sample (cached: batches repeat their shape)."""
+        key = (samples, rate_hz)
+        offsets = self._offset_cache.get(key)
+        if offsets is None:
+            offsets = (np.arange(samples, dtype=np.int64) * _NS_PER_S) // rate_hz
+            if len(self._offset_cache) < 64:
+                self._offset_cache[key] = offsets
+        return offsets
 
     # -- closing windows -----------------------------------------------------
 
@@ -299,10 +310,11 @@ class PartitionWindows:
             race.carry_values = None
         # Windows a previous run already emitted are not emitted again.
         done &= ticks > race.suppress_through
-        if not done.any():
+        rows = np.flatnonzero(done)
+        if len(rows) == 0:
             return []
-        cars, seqs, ts, ticks, values = cars[done], seqs[done], ts[done], ticks[done], values[done]
-        order = np.lexsort((seqs, ts, cars, ticks))
+        # One gather of the value rows, in (tick, car, time, seq) order.
+        order = rows[np.lexsort((seqs[rows], ts[rows], cars[rows], ticks[rows]))]
         cars, ticks, values = cars[order], ticks[order], values[order]
         starts = segment_starts(ticks, cars)
         q = self.catalogue.quantise(reduce_segments(values, starts, self.plan))
