@@ -176,3 +176,50 @@ async def test_cancel_is_prompt(bus: Bus) -> None:
     async with asyncio.timeout(2):
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+async def collect_frames(
+    bus: Bus, topic: str, want: int, tasks: list[asyncio.Task[None]]
+) -> dict[tuple[str, int, int], Frame]:
+    """Read ``topic`` until ``want`` distinct frames are in; repeats must be identical."""
+    consumer = await bus.consumer([topic])
+    frames: dict[tuple[str, int, int], Frame] = {}
+    try:
+        async with asyncio.timeout(90):
+            while len(frames) < want:
+                for task in tasks:
+                    if task.done():
+                        task.result()
+                        raise AssertionError("a service stopped")
+                for record in await consumer.getmany(timeout_ms=200):
+                    frame = decode_frame(record.value)
+                    key = (frame.race, frame.car, frame.tick)
+                    assert frames.setdefault(key, frame) == frame, f"re-emitted {key} differs"
+        return frames
+    finally:
+        await consumer.stop()
+
+
+async def test_a_second_member_takes_over_partitions_with_identical_frames(bus: Bus) -> None:
+    batches, items, _ = faulty_stream(13)
+    want = frames_reference(batches)
+    cfg = config()
+    await bus.ensure_topic(cfg.raw_topic, 4)
+    half = len(items) // 2
+    await produce(bus, cfg.raw_topic, items[:half])
+    first = DownsampleService(cfg, bus)
+    tasks = [asyncio.create_task(first.run())]
+    async with asyncio.timeout(60):  # the first member is well into the race
+        while first.counts.records < half // 2:
+            await asyncio.wait(tasks, timeout=0.01)
+    second = DownsampleService(cfg, bus)
+    tasks.append(asyncio.create_task(second.run()))
+    await produce(bus, cfg.raw_topic, items[half:])
+    try:
+        frames = await collect_frames(bus, cfg.frames_topic, len(want), tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert frames == want
+    assert first.counts.frames > 0 and second.counts.frames > 0
