@@ -1,11 +1,12 @@
 """``vcdiff``: RFC 3284 deltas of a part's bytes against the previous tick's.
 
-A part's bytes are its int32 values in *byte planes*: the low bytes of every
-channel of the group, then the second bytes, the third, the high bytes (each
-value little-endian, planes side by side).  Telemetry moves by small steps, so
-the high planes rarely change and become one long COPY, while the low plane is
-one ADD; interleaved int32 would put a changed low byte every four bytes and
-leave no gap long enough to copy.  The keyframe is those bytes as they are.
+A part's bytes are its values, zigzag-mapped to uint32, in *byte planes*: the
+low bytes of every channel of the group, then the second bytes, the third, the
+high bytes.  Telemetry moves by small steps, so the high planes rarely change
+and become one long COPY, while the low plane is one ADD; interleaved int32
+would put a changed low byte every four bytes and leave no gap long enough to
+copy.  Zigzag keeps a channel that swings around zero (accelerations, rates)
+from flipping its high bytes between 00 and FF.  The keyframe is those bytes.
 
 A delta is a plain RFC 3284 file that rebuilds the new bytes from the previous::
 
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: Shortest unchanged run worth a COPY; shorter gaps are cheaper as ADD bytes.
-MIN_COPY = 4
+MIN_COPY = 3
 
 _MAGIC = b"\xd6\xc3\xc4\x00"
 _PROLOGUE = np.frombuffer(_MAGIC + b"\x00\x01", dtype=np.uint8)
@@ -92,9 +93,15 @@ def _byte_tables(
     return start, part_of, is_start, planes
 
 
+def _zigzag32(values: NDArray[np.int32]) -> NDArray[np.uint32]:
+    """Zigzag of int32 values as little-endian uint32 (MISSING becomes 0xFFFFFFFF)."""
+    v = np.asarray(values, dtype=np.int32)
+    return ((v << 1) ^ (v >> 31)).view(np.uint32).astype("<u4", copy=False)
+
+
 def to_planes(values: NDArray[np.int32]) -> bytes:
     """The byte-plane form of one part's values (n,): 4n bytes."""
-    return np.ascontiguousarray(values, dtype="<i4").view(np.uint8).reshape(-1, 4).T.tobytes()
+    return _zigzag32(values).view(np.uint8).reshape(-1, 4).T.tobytes()
 
 
 def from_planes(data: bytes, size: int) -> NDArray[np.int32]:
@@ -106,16 +113,17 @@ def from_planes(data: bytes, size: int) -> NDArray[np.int32]:
     if len(data) != 4 * size:
         raise CodecError(f"vcdiff part holds {len(data)} bytes, expected {4 * size}")
     planes = np.frombuffer(data, dtype=np.uint8).reshape(4, size)
-    return np.ascontiguousarray(planes.T).view("<i4").ravel().astype(np.int32)
+    z = np.ascontiguousarray(planes.T).view("<u4").ravel().astype(np.uint32)
+    return ((z >> np.uint32(1)) ^ (np.uint32(0) - (z & np.uint32(1)))).view(np.int32)
 
 
 def _plane_bytes(layout: PartLayout, q: NDArray[np.int32]) -> NDArray[np.uint8]:
-    flat = layout.gather(q).astype("<i4", copy=False).view(np.uint8).ravel()
+    flat = _zigzag32(layout.gather(q)).view(np.uint8).ravel()
     return flat[_byte_tables(layout)[3]]
 
 
 def encode_plane_parts(q: NDArray[np.int32], groups: Sequence[Group]) -> list[list[bytes]]:
-    """Keyframe parts ``[car][group]``: each part's values in byte planes."""
+    """Keyframe parts ``[car][group]``: each part's zigzag values in byte planes."""
     check_frames(q)
     layout = part_layout(groups, q.shape[0], q.shape[1])
     offsets = 4 * np.append(layout.start, layout.cars * layout.width)
@@ -164,18 +172,21 @@ def encode_vcdiff_parts(
     first_seg = np.flatnonzero(is_start[starts])
 
     # Instructions: runs alternate ADD / COPY inside a part, so an ADD's successor
-    # in the same part is a COPY (of at least MIN_COPY bytes).
+    # in the same part is a COPY (of at least MIN_COPY bytes).  The default code
+    # table has one-byte opcodes for ADD 1-17 and COPY 4-18; other sizes follow
+    # the opcode as a varint.
     next_len = np.append(lengths[1:], 0)
     next_same = np.append(seg_part[1:] == seg_part[:-1], False)
-    paired = is_add & (lengths <= 4) & next_same & (next_len <= 6)
+    paired = is_add & (lengths <= 4) & next_same & (next_len >= 4) & (next_len <= 6)
     consumed = np.append(False, paired[:-1])
-    explicit = np.where(is_add, ~paired & (lengths > 17), ~consumed & (lengths > 18))
+    in_table = np.where(is_add, lengths <= 17, (lengths >= 4) & (lengths <= 18))
+    explicit = ~in_table & ~paired & ~consumed
     size_len = np.where(explicit, varint_lengths(lengths.astype(np.uint64)), 0)
     inst_len = np.where(consumed, 0, 1 + size_len)
     opcode = np.where(
         is_add,
-        np.where(lengths <= 17, _ADD0 + lengths, _ADD0),
-        np.where(lengths <= 18, _COPY0 + lengths - 3, _COPY0),
+        np.where(in_table, _ADD0 + lengths, _ADD0),
+        np.where(in_table, _COPY0 + lengths - 3, _COPY0),
     )
     opcode[paired] = _ADD_COPY0 + 3 * (lengths[paired] - 1) + next_len[paired] - 4
     copy_at = starts - part_start[seg_part]  # SELF address: same offset in the source

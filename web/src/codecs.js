@@ -58,8 +58,9 @@ export function decodeFull(payload, size) {
 }
 
 /**
- * Values of a vcdiff part's bytes: byte planes, i.e. the low bytes of every
- * channel, then the second bytes, the third, the high bytes (little-endian int32).
+ * Values of a vcdiff part's bytes: each value zigzag-mapped to uint32, in byte
+ * planes: the low bytes of every channel, then the second bytes, the third, the
+ * high bytes.
  */
 export function decodePlanes(payload, size) {
   const bytes = bytesOf(payload);
@@ -68,7 +69,8 @@ export function decodePlanes(payload, size) {
   }
   const out = new Int32Array(size);
   for (let i = 0; i < size; i++) {
-    out[i] = bytes[i] | (bytes[size + i] << 8) | (bytes[2 * size + i] << 16) | (bytes[3 * size + i] << 24);
+    const z = bytes[i] | (bytes[size + i] << 8) | (bytes[2 * size + i] << 16) | (bytes[3 * size + i] << 24);
+    out[i] = (z >>> 1) ^ -(z & 1);
   }
   return out;
 }
@@ -77,11 +79,12 @@ function encodePlanes(values) {
   const size = values.length;
   const out = new Uint8Array(4 * size);
   for (let i = 0; i < size; i++) {
-    const v = values[i];
-    out[i] = v & 0xff;
-    out[size + i] = (v >>> 8) & 0xff;
-    out[2 * size + i] = (v >>> 16) & 0xff;
-    out[3 * size + i] = (v >>> 24) & 0xff;
+    const v = values[i] | 0;
+    const z = (v << 1) ^ (v >> 31);
+    out[i] = z & 0xff;
+    out[size + i] = (z >>> 8) & 0xff;
+    out[2 * size + i] = (z >>> 16) & 0xff;
+    out[3 * size + i] = (z >>> 24) & 0xff;
   }
   return out;
 }
