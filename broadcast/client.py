@@ -1,0 +1,315 @@
+"""The Python client: ``async for item in Client(url, ...)``.
+
+Items are :class:`~broadcast.decoder.FrameItem` (one car at one tick, values
+in channel units), :class:`~broadcast.decoder.EventItem`,
+:class:`~broadcast.decoder.NoticeItem` and, for connection state,
+:class:`~broadcast.decoder.StateItem` (``connected``, ``reconnecting``,
+``suspended``).
+
+The client keeps a cursor (race, last tick applied) and resumes from it on
+every reconnect, with jittered exponential backoff.  With ``transport="auto"``
+it starts on the WebSocket, falls back to long-polling when the upgrade is
+refused (e.g. a proxy strips ``Upgrade``), and tries the WebSocket again every
+``ws_retry_s`` while polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from broadcast.decoder import EventItem, FrameItem, Item, NoticeItem, StateItem, StreamDecoder
+from broadcast.protocol import SUBPROTOCOL, BroadcastError, Cursor, ProtocolError
+
+__all__ = ["Client", "ClientError", "EventItem", "FrameItem", "Item", "NoticeItem", "StateItem"]
+
+logger = logging.getLogger(__name__)
+TRANSPORTS = ("auto", "ws", "poll")
+
+
+class ClientError(BroadcastError):
+    """The server rejected the subscription (bad car, group, codec or cursor)."""
+
+
+class _UpgradeRefused(Exception):
+    pass
+
+
+class _TryWebSocket(Exception):
+    pass
+
+
+def _urls(url: str) -> tuple[str, str]:
+    """(HTTP base URL, WebSocket URL) of a node given either form."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https"):
+        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith("/ws"):
+        path = path[:-3]
+    base = urlunsplit((scheme, parts.netloc, path, "", ""))
+    ws = urlunsplit(("wss" if scheme == "https" else "ws", parts.netloc, path + "/ws", "", ""))
+    return base, ws
+
+
+class Client:
+    """A fan's connection to a broadcast node (see module doc).
+
+    Args:
+        url: Node URL (``http://host:port`` or ``ws://host:port/ws``).
+        cars: Car numbers, or None for every car.
+        groups: Channel group names, or None for every group.
+        codec: Codec name, or None for the node's default.
+        transport: ``auto``, ``ws`` or ``poll``.
+        cursor: Start after this cursor (None: from a keyframe of the latest tick).
+        token: Access token, sent as ``Authorization: Bearer``.
+        backoff_initial_s: First reconnect delay (before jitter).
+        backoff_max_s: Longest reconnect delay.
+        suspend_after_s: Reconnecting longer than this reports ``suspended``.
+        ws_retry_s: While long-polling in ``auto`` mode, retry the WebSocket this often.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cars: Sequence[int] | None = None,
+        groups: Sequence[str] | None = None,
+        codec: str | None = None,
+        transport: str = "auto",
+        cursor: Cursor | None = None,
+        token: str | None = None,
+        *,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 10.0,
+        suspend_after_s: float = 30.0,
+        ws_retry_s: float = 30.0,
+        open_timeout_s: float = 10.0,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+        self.base_url, self.ws_url = _urls(url)
+        self.cars = list(cars) if cars is not None else None
+        self.groups = list(groups) if groups is not None else None
+        self.codec = codec
+        self.transport = transport
+        self.token = token
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.suspend_after_s = suspend_after_s
+        self.ws_retry_s = ws_retry_s
+        self.open_timeout_s = open_timeout_s
+        self.decoder = StreamDecoder()
+        self._start_cursor = cursor
+        self._ws: ClientConnection | None = None
+        self._mode = "poll" if transport == "poll" else "ws"
+        self._poll_keyframe = False
+        self._closed = False
+        self._acked = asyncio.Event()
+
+    @property
+    def cursor(self) -> Cursor | None:
+        """Race and last tick applied (resume point)."""
+        return self.decoder.cursor or self._start_cursor
+
+    @property
+    def current_transport(self) -> str:
+        """``ws`` or ``poll``: what the client uses now."""
+        return self._mode
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self._run()
+
+    async def close(self) -> None:
+        """Stop; the iterator ends."""
+        self._closed = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def subscribe(
+        self,
+        cars: Sequence[int] | None = None,
+        groups: Sequence[str] | None = None,
+        codec: str | None = None,
+        *,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Change the subscription mid-stream, effective from the next tick.
+
+        On the WebSocket this returns once the node acknowledged the change
+        (while the iterator is being consumed); on long-poll, the next poll
+        carries it.
+
+        Raises:
+            TimeoutError: No acknowledgement within ``timeout_s``.
+        """
+        self.cars = list(cars) if cars is not None else None
+        self.groups = list(groups) if groups is not None else None
+        self.codec = codec or self.codec
+        if self._ws is not None and self._mode == "ws":
+            self._acked.clear()
+            await self._ws.send(json.dumps(self._subscription(resume=False)))
+            async with asyncio.timeout(timeout_s):
+                await self._acked.wait()
+        else:
+            self._poll_keyframe = True
+
+    def _subscription(self, *, resume: bool) -> dict[str, Any]:
+        msg: dict[str, Any] = {"op": "subscribe", "cars": self.cars, "groups": self.groups}
+        if self.codec is not None:
+            msg["codec"] = self.codec
+        cursor = self.cursor
+        if resume and cursor is not None:
+            msg["cursor"] = {"race": cursor.race, "tick": cursor.tick}
+            # Without state for the cursor's race, deltas would not apply.
+            msg["keyframe"] = self.decoder.cursor is None or self.decoder.needs_keyframe
+        return msg
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _run(self) -> AsyncIterator[Item]:
+        attempt = 0
+        failing_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            detail = ""
+            try:
+                stream = self._websocket() if self._mode == "ws" else self._poll()
+                async for item in stream:
+                    if isinstance(item, StateItem) and item.state == "connected":
+                        attempt, failing_since = 0, None
+                    yield item
+                detail = "connection closed"
+            except _UpgradeRefused as exc:
+                if self.transport == "ws":
+                    detail = f"WebSocket upgrade refused: {exc}"
+                else:
+                    logger.info("WebSocket upgrade refused (%s); long-polling", exc)
+                    self._mode = "poll"
+                    continue
+            except _TryWebSocket:
+                self._mode = "ws"
+                continue
+            except ClientError:
+                raise
+            except (
+                OSError,
+                ConnectionClosed,
+                InvalidHandshake,
+                aiohttp.ClientError,
+                TimeoutError,
+                ProtocolError,
+            ) as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                if self.transport == "auto" and self._mode == "poll":
+                    self._mode = "ws"  # the node may be back, with its WebSocket
+            if self._closed:
+                return
+            attempt += 1
+            now = loop.time()
+            failing_since = failing_since if failing_since is not None else now
+            state = "suspended" if now - failing_since > self.suspend_after_s else "reconnecting"
+            yield StateItem(state, self._mode, detail)
+            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
+            # Full jitter: fans dropped together do not come back together.
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    def _items(self, data: bytes) -> list[Item]:
+        items = self.decoder.feed(data)
+        for item in items:
+            if isinstance(item, NoticeItem) and item.error:
+                raise ClientError(f"{item.code}: {item.message}")
+        return items
+
+    async def _websocket(self) -> AsyncIterator[Item]:
+        try:
+            ws = await connect(
+                self.ws_url,
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
+                compression=None,
+                open_timeout=self.open_timeout_s,
+                max_size=None,
+                additional_headers=self._headers(),
+            )
+        except InvalidStatus as exc:
+            if exc.response.status_code < 500:
+                raise _UpgradeRefused(f"HTTP {exc.response.status_code}") from exc
+            raise
+        except InvalidHandshake as exc:
+            raise _UpgradeRefused(str(exc)) from exc
+        self._ws = ws
+        try:
+            self.decoder.feed(await ws.recv(decode=False))
+            await ws.send(json.dumps(self._subscription(resume=True)))
+            yield StateItem("connected", "ws")
+            asked = False
+            async for data in ws:
+                if isinstance(data, str):
+                    continue
+                acks = self.decoder.acks
+                items = self._items(data)
+                if self.decoder.acks != acks:
+                    self._acked.set()
+                for item in items:
+                    yield item
+                if self.decoder.needs_keyframe and not asked:
+                    await ws.send('{"op": "keyframe"}')
+                    asked = True
+                elif not self.decoder.needs_keyframe:
+                    asked = False
+        finally:
+            self._ws = None
+            await ws.close()
+
+    async def _poll(self) -> AsyncIterator[Item]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        hold_s = 25.0
+        async with aiohttp.ClientSession(headers=self._headers()) as http:
+            connected = False
+            while not self._closed:
+                params: dict[str, str] = {}
+                if self.cars is not None:
+                    params["cars"] = ",".join(map(str, self.cars))
+                if self.groups is not None:
+                    params["groups"] = ",".join(self.groups)
+                if self.codec is not None:
+                    params["codec"] = self.codec
+                cursor = self.cursor
+                if cursor is not None:
+                    params["race"], params["cursor"] = cursor.race, str(cursor.tick)
+                fresh = self.decoder.cursor is None and cursor is not None
+                if fresh or self.decoder.needs_keyframe or self._poll_keyframe:
+                    params["keyframe"] = "1"
+                self._poll_keyframe = False
+                timeout = aiohttp.ClientTimeout(total=hold_s + self.open_timeout_s)
+                async with http.get(
+                    f"{self.base_url}/v1/poll", params=params, timeout=timeout
+                ) as resp:
+                    if resp.status == 400:
+                        body = await resp.json(content_type=None)
+                        raise ClientError(f"{body.get('code')}: {body.get('message')}")
+                    resp.raise_for_status()
+                    payload = msgpack.unpackb(await resp.read(), raw=False)
+                if not connected:
+                    connected = True
+                    yield StateItem("connected", "poll")
+                for data in payload["m"]:
+                    for item in self._items(data):
+                        yield item
+                if self.transport == "auto" and loop.time() - started >= self.ws_retry_s:
+                    raise _TryWebSocket

@@ -1,0 +1,179 @@
+"""Configuration of a broadcast node (flags and ``SLIPSTREAM_*`` variables)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env
+from slipstream.errors import ConfigError
+
+__all__ = ["BroadcastConfig", "add_broadcast_arguments"]
+
+
+def _env_float(name: str, default: float) -> float:
+    text = env(name)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be a number, got {text!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastConfig:
+    """How a broadcast node serves fans.
+
+    Attributes:
+        host: Address to bind.
+        port: Port to bind (0 picks a free one; see ``BroadcastServer.port``).
+        ping_interval_s: WebSocket keepalive ping interval.
+        ping_timeout_s: A peer that does not answer a ping within this is closed.
+        close_timeout_s: How long a closing handshake may take before the
+            connection is aborted.
+        replay_ticks: Ticks kept in the replay ring (240 = 2 minutes at 2 Hz).
+        default_codec: Codec of a subscription that names none.
+        poll_hold_s: How long ``GET /v1/poll`` holds a request with nothing new.
+        max_send_buffer_bytes: A connection whose unsent bytes exceed this is
+            behind: its deltas are dropped and it gets the next keyframe.
+        slow_fan_ticks: A connection behind for this many ticks in a row is
+            closed (code 4008).
+        tick_wait_s: Longest wait for a tick's missing cars before the tick is
+            emitted without them.
+        max_message_bytes: Largest client message accepted (close 1009 beyond).
+        max_errors: Bad client messages tolerated before the connection is
+            closed (code 1008).
+        server_id: Name of this node in the hello (default: a random id).
+        frames_topic: Topic of the 2 Hz frames.
+        events_topic: Topic of the race events.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 5.0
+    replay_ticks: int = 240
+    default_codec: str = "full"
+    poll_hold_s: float = 25.0
+    max_send_buffer_bytes: int = 1 << 20
+    slow_fan_ticks: int = 20
+    tick_wait_s: float = 1.0
+    max_message_bytes: int = 64 * 1024
+    max_errors: int = 10
+    server_id: str | None = None
+    frames_topic: str = FRAMES_TOPIC
+    events_topic: str = EVENTS_TOPIC
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        for name in ("ping_interval_s", "ping_timeout_s", "close_timeout_s", "poll_hold_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.tick_wait_s < 0:
+            raise ConfigError("tick_wait_s must be >= 0")
+        if self.replay_ticks < 1:
+            raise ConfigError("replay_ticks must be at least 1")
+        if self.max_send_buffer_bytes < 1024:
+            raise ConfigError("max_send_buffer_bytes must be at least 1024")
+        if self.slow_fan_ticks < 1 or self.max_errors < 1:
+            raise ConfigError("slow_fan_ticks and max_errors must be at least 1")
+        if self.max_message_bytes < 256:
+            raise ConfigError("max_message_bytes must be at least 256")
+        # Imported here: the codec registry grows as codecs land.
+        from slipstream.codecs import CODECS
+
+        if self.default_codec not in CODECS:
+            raise ConfigError(
+                f"unknown default codec {self.default_codec!r}; known: {', '.join(CODECS)}"
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BroadcastConfig:
+        """Build from the flags added by :func:`add_broadcast_arguments`."""
+        return cls(
+            host=args.host,
+            port=args.port,
+            ping_interval_s=args.ping_interval,
+            ping_timeout_s=args.ping_timeout,
+            replay_ticks=args.replay_ticks,
+            default_codec=args.default_codec,
+            poll_hold_s=args.poll_hold,
+            max_send_buffer_bytes=args.max_send_buffer,
+            slow_fan_ticks=args.slow_fan_ticks,
+            tick_wait_s=args.tick_wait,
+        )
+
+
+def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the broadcast node's flags to a command."""
+    d = BroadcastConfig()
+    parser.add_argument(
+        "--host",
+        default=env("HOST", d.host),
+        help=f"address to bind (env SLIPSTREAM_HOST; default {d.host})",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("PORT", str(d.port)) or d.port),
+        help="port for WebSocket, long-poll, pages and metrics "
+        f"(env SLIPSTREAM_PORT; default {d.port}; 0 = any free port)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        metavar="S",
+        default=_env_float("PING_INTERVAL_S", d.ping_interval_s),
+        help=f"WebSocket keepalive ping interval in seconds (default {d.ping_interval_s:g})",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=float,
+        metavar="S",
+        default=_env_float("PING_TIMEOUT_S", d.ping_timeout_s),
+        help=f"close a peer that does not answer a ping within this (default {d.ping_timeout_s:g})",
+    )
+    parser.add_argument(
+        "--replay-ticks",
+        type=int,
+        metavar="N",
+        default=int(_env_float("REPLAY_TICKS", d.replay_ticks)),
+        help=f"ticks kept for resuming fans (default {d.replay_ticks} = 2 min at 2 Hz)",
+    )
+    parser.add_argument(
+        "--default-codec",
+        default=env("DEFAULT_CODEC", d.default_codec),
+        help=f"codec of subscriptions that name none (default {d.default_codec})",
+    )
+    parser.add_argument(
+        "--poll-hold",
+        type=float,
+        metavar="S",
+        default=_env_float("POLL_HOLD_S", d.poll_hold_s),
+        help=f"how long /v1/poll holds a request when nothing is new (default {d.poll_hold_s:g})",
+    )
+    parser.add_argument(
+        "--max-send-buffer",
+        type=int,
+        metavar="BYTES",
+        default=d.max_send_buffer_bytes,
+        help="unsent bytes beyond which a fan is behind and gets keyframes only "
+        f"(default {d.max_send_buffer_bytes})",
+    )
+    parser.add_argument(
+        "--slow-fan-ticks",
+        type=int,
+        metavar="N",
+        default=d.slow_fan_ticks,
+        help=f"close a fan that stays behind this many ticks (default {d.slow_fan_ticks})",
+    )
+    parser.add_argument(
+        "--tick-wait",
+        type=float,
+        metavar="S",
+        default=_env_float("TICK_WAIT_S", d.tick_wait_s),
+        help=f"longest wait for a tick's late cars before emitting it (default {d.tick_wait_s:g})",
+    )

@@ -1,0 +1,266 @@
+"""A broadcast node: reads every partition of the frames and events topics and
+serves fans on one port (WebSocket ``/ws``, ``/v1/poll``, ``/v1/channels``,
+``/healthz``, ``/metrics``, ``/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from broadcast.admin import RaceInfo, add_admin_routes
+from broadcast.config import BroadcastConfig
+from broadcast.dispatch import DispatchProtocol
+from broadcast.hub import Hub
+from broadcast.longpoll import make_app
+from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
+from broadcast.ring import notice_message
+from broadcast.session import Session
+from broadcast.ticks import TickAssembler
+from slipstream.bus import Bus, Consumer, partition_for
+from slipstream.config import DEFAULT_PARTITIONS
+from slipstream.errors import ConfigError
+from slipstream.metrics import Registry
+from slipstream.records import RecordError, car_key, decode_event, decode_frame
+
+__all__ = ["BroadcastServer"]
+
+logger = logging.getLogger(__name__)
+_ws_logger = logging.getLogger("broadcast.websocket")
+
+
+class BroadcastServer:
+    """A broadcast node on ``bus``.
+
+    Args:
+        config: Node configuration.
+        bus: A started bus; the node reads ``slipstream.frames`` and
+            ``slipstream.events`` from the beginning, every partition, no group.
+        registry: Metrics registry rendered at ``/metrics`` (a new one if None).
+    """
+
+    def __init__(self, config: BroadcastConfig, bus: Bus, registry: Registry | None = None) -> None:
+        self.config = config
+        self.bus = bus
+        self.registry = registry if registry is not None else Registry()
+        self.hub = Hub(config, self.registry)
+        self.race_info = RaceInfo()
+        self._server: Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._consumer: Consumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._port = config.port
+        self.server_id = config.server_id or f"node-{uuid.uuid4().hex[:8]}"
+        r = self.registry
+        self._m_frames = r.counter("slipstream_broadcast_frames_total", "Frames read by this node")
+        self._m_bad = r.counter(
+            "slipstream_broadcast_bad_records_total", "Records this node could not decode"
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when port 0 was asked)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base HTTP URL of the node, e.g. ``http://127.0.0.1:8000``."""
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL of the node."""
+        return "ws" + self.url[4:] + "/ws"
+
+    async def __aenter__(self) -> BroadcastServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the port and start reading the bus.
+
+        Raises:
+            ConfigError: The address cannot be bound (e.g. the port is in use).
+        """
+        cfg = self.config
+        app = make_app(self.hub, self.registry, self.server_id)
+        add_admin_routes(app, self.hub, self.race_info, self.registry)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        http_factory = self._runner.server
+        assert http_factory is not None
+        loop = asyncio.get_running_loop()
+
+        def ws_factory() -> ServerConnection:
+            protocol = ServerProtocol(
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
+                select_subprotocol=_select_subprotocol,
+                max_size=cfg.max_message_bytes,
+                logger=_ws_logger,
+            )
+            return ServerConnection(
+                protocol,
+                server,
+                ping_interval=cfg.ping_interval_s,
+                ping_timeout=cfg.ping_timeout_s,
+                close_timeout=cfg.close_timeout_s,
+            )
+
+        async def create_server() -> asyncio.Server:
+            return await loop.create_server(
+                lambda: DispatchProtocol(ws_factory, http_factory), cfg.host, cfg.port
+            )
+
+        server = Server(create_server, self._handle_connection, _ws_logger)
+        try:
+            server.server = await create_server()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                "is another node running there? pick another --port"
+            ) from None
+        self._server = server
+        self._port = server.server.sockets[0].getsockname()[1]
+        await self.bus.ensure_topic(cfg.frames_topic, DEFAULT_PARTITIONS)
+        await self.bus.ensure_topic(cfg.events_topic, 1)
+        partitions = await self.bus.partitions(cfg.frames_topic)
+        self._assembler = TickAssembler(
+            cfg.tick_wait_s, lambda car: partition_for(car_key(car), partitions)
+        )
+        self._consumer = await self.bus.consumer(
+            [cfg.frames_topic, cfg.events_topic], group_id=None, auto_offset_reset="earliest"
+        )
+        self._task = asyncio.create_task(self._consume(), name="broadcast-consume")
+        logger.info("broadcast node %s listening on %s", self.server_id, self.url)
+
+    async def stop(self) -> None:
+        """Stop gracefully: tell every fan to reconnect elsewhere, then close."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        self.hub.close()
+        server = self._server
+        if server is not None:
+            self._server = None
+            latest = self.hub.ring.latest
+            bye = notice_message(
+                "shutdown",
+                "this node is shutting down; reconnect (to any node) with your cursor",
+                latest.race if latest else None,
+                None,
+                latest.tick if latest else None,
+            )
+            for session in list(self.hub.sessions):
+                with contextlib.suppress(Exception):
+                    await session.conn.send(bye)
+            server.close(code=CLOSE_SHUTDOWN, reason="server shutting down; reconnect elsewhere")
+            await server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        logger.info("broadcast node %s stopped", self.server_id)
+
+    # -- connections -----------------------------------------------------------
+
+    async def _handle_connection(self, connection: ServerConnection) -> None:
+        # The same lifecycle as websockets.asyncio.server.serve()'s handler.
+        server = self._server
+        try:
+            async with asyncio.timeout(10):
+                await connection.handshake(_check_path, None, None)
+            if connection.protocol.state is not State.OPEN:
+                connection.transport.abort()
+                return
+            if server is None:
+                await connection.close(CLOSE_SHUTDOWN, "server shutting down")
+                return
+            server.all_connections.add(connection)
+            connection.start_keepalive()
+            try:
+                async with connection:
+                    await Session(connection, self.hub, self.server_id).run()
+            except Exception:
+                logger.exception("WebSocket session failed")
+            finally:
+                server.all_connections.discard(connection)
+        except Exception:
+            connection.transport.abort()
+        finally:
+            if server is not None:
+                server.handler_tasks.discard(asyncio.current_task())
+
+    # -- the bus -------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        loop = asyncio.get_running_loop()
+        assembler = self._assembler
+        frames_topic = self.config.frames_topic
+        while True:
+            deadline = assembler.next_deadline()
+            timeout_ms = 200
+            if deadline is not None:
+                timeout_ms = max(1, min(timeout_ms, int((deadline - loop.time()) * 1000) + 1))
+            records = await consumer.getmany(timeout_ms=timeout_ms)
+            now = loop.time()
+            ticks = []
+            frames = 0
+            for record in records:
+                try:
+                    if record.topic == frames_topic:
+                        frame = decode_frame(record.value)
+                        frames += 1
+                        ticks += assembler.add_frame(frame, record.partition, now)
+                    else:
+                        ticks += assembler.add_event(decode_event(record.value), now)
+                except RecordError as exc:
+                    self._m_bad.inc(reason=exc.reason)
+            ticks += assembler.poll(loop.time())
+            if frames:
+                self._m_frames.inc(float(frames))
+            if ticks:
+                self.race_info.observe(ticks)
+                self.hub.publish(ticks, assembler.known_cars)
+
+
+def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Subprotocol | None:
+    # Accept clients that offer our subprotocol, and plain clients (browsers' tools).
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+
+
+def _check_path(connection: ServerConnection, request: Request) -> Response | None:
+    if request.path.split("?")[0] != "/ws":
+        return connection.respond(404, "WebSocket endpoint is /ws\n")
+    offered = request.headers.get_all("Sec-WebSocket-Protocol")
+    wanted = [p.strip() for value in offered for p in value.split(",")]
+    if any(p.startswith("slipstream.") for p in wanted) and SUBPROTOCOL not in wanted:
+        response = connection.respond(
+            400, f"unsupported protocol version {wanted}; this node speaks {SUBPROTOCOL}\n"
+        )
+        return response
+    return None

@@ -1,0 +1,259 @@
+"""Tick assembly: frames and race events in, whole ticks out, in order (pure core).
+
+Frames arrive per partition in tick order, partitions interleaved.  Tick ``T``
+of the current race is emitted once every expected car (the race_start entry
+list plus every car seen, minus cars that went quiet) has sent its frame for
+``T`` or its partition has moved past ``T``; or, failing that, ``wait_s``
+after the first frame of ``T`` arrived (cars that held it up stop being
+expected until they send again).  Ticks are emitted without holes: a tick
+that nobody sent is emitted empty (every car stale).
+
+Duplicates (same race, car, tick) are dropped, and so are frames of a tick
+already emitted (late) and of a race already left.  Events are delivered with
+the first tick emitted at or after their own tick; ``race_end`` flushes the
+race (and is carried by one more, empty, tick when nothing is pending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slipstream.catalogue import CATALOGUE
+from slipstream.records import TICK_NS, Frame, RaceEvent
+
+__all__ = ["MAX_TICK_JUMP", "TickAssembler", "TickData"]
+
+#: Frames this far ahead of the last emitted tick are rejected as bogus.
+MAX_TICK_JUMP = 10_000
+_CHANNELS = len(CATALOGUE)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TickData:
+    """Everything a node knows about one tick.
+
+    Attributes:
+        race: Race id.
+        tick: Tick number.
+        cars: Cars with a frame at this tick, ascending, shape (n,).
+        q: Their quantised values, shape (n, channels).
+        base: Tick of each car's previous frame (-1: first frame), shape (n,).
+        prev_q: Values at ``base`` (zeros where base is -1), shape (n, channels).
+        state_cars: Every car known at this tick, ascending, shape (m,).
+        state_q: Latest values of each, shape (m, channels).
+        state_tick: Tick of those values, shape (m,).
+        stale: Cars of the race (entry list or seen) without a frame at this
+            tick, ascending.
+        events: Race events delivered with this tick.
+    """
+
+    race: str
+    tick: int
+    cars: NDArray[np.int64]
+    q: NDArray[np.int32]
+    base: NDArray[np.int64]
+    prev_q: NDArray[np.int32]
+    state_cars: NDArray[np.int64]
+    state_q: NDArray[np.int32]
+    state_tick: NDArray[np.int64]
+    stale: NDArray[np.int64]
+    events: tuple[RaceEvent, ...] = ()
+
+
+@dataclass(slots=True)
+class _Race:
+    race: str
+    expected: set[int] = field(default_factory=set)
+    quiet: set[int] = field(default_factory=set)
+    partition_of: dict[int, int] = field(default_factory=dict)
+    high: dict[int, int] = field(default_factory=dict)  # partition -> highest tick seen
+    pending: dict[int, dict[int, NDArray[np.int32]]] = field(default_factory=dict)
+    first_seen: dict[int, float] = field(default_factory=dict)
+    events: list[RaceEvent] = field(default_factory=list)
+    state: dict[int, tuple[int, NDArray[np.int32]]] = field(default_factory=dict)
+    emitted: int = -1
+    started: bool = False
+
+
+class TickAssembler:
+    """Turns frames and events into ordered :class:`TickData`.
+
+    Args:
+        wait_s: Longest wait for missing cars of a tick (see module doc).
+        partition_of_car: Partition of a car that has not sent a frame yet
+            (so an entry-list car's partition can release a tick).
+    """
+
+    def __init__(self, wait_s: float, partition_of_car: Callable[[int], int]) -> None:
+        if wait_s < 0:
+            raise ValueError("wait_s must be >= 0")
+        self.wait_s = wait_s
+        self._partition_of_car = partition_of_car
+        self._race: _Race | None = None
+        self._left: set[str] = set()
+        self.late_frames = 0
+        self.duplicate_frames = 0
+
+    @property
+    def race(self) -> str | None:
+        """Current race id."""
+        return self._race.race if self._race else None
+
+    @property
+    def known_cars(self) -> frozenset[int]:
+        """Cars of the current race (entry list and cars seen)."""
+        if self._race is None:
+            return frozenset()
+        return frozenset(self._race.expected | self._race.quiet | set(self._race.state))
+
+    def _switch(self, race: str, now_s: float) -> list[TickData]:
+        out: list[TickData] = []
+        if self._race is not None:
+            out = self._flush(now_s)
+            self._left.add(self._race.race)
+        self._race = _Race(race)
+        return out
+
+    def add_frame(self, frame: Frame, partition: int, now_s: float) -> list[TickData]:
+        """Take one frame; returns ticks of a race it ends (call :meth:`poll` after a batch)."""
+        if frame.race in self._left:
+            self.late_frames += 1
+            return []
+        out: list[TickData] = []
+        if self._race is None or frame.race != self._race.race:
+            out = self._switch(frame.race, now_s)
+        r = self._race
+        assert r is not None
+        if frame.tick <= r.emitted or (r.emitted >= 0 and frame.tick - r.emitted > MAX_TICK_JUMP):
+            self.late_frames += 1
+            return out
+        if frame.q.shape != (_CHANNELS,):
+            self.late_frames += 1
+            return out
+        cars = r.pending.setdefault(frame.tick, {})
+        if frame.car in cars:
+            self.duplicate_frames += 1
+            return out
+        cars[frame.car] = frame.q
+        r.first_seen.setdefault(frame.tick, now_s)
+        r.partition_of[frame.car] = partition
+        r.high[partition] = max(r.high.get(partition, -1), frame.tick)
+        r.quiet.discard(frame.car)
+        r.expected.add(frame.car)
+        return out
+
+    def add_event(self, event: RaceEvent, now_s: float) -> list[TickData]:
+        """Take one race event; returns ticks of a race it ends or flushes."""
+        if event.race in self._left:
+            return []
+        out: list[TickData] = []
+        if self._race is None or event.race != self._race.race:
+            out = self._switch(event.race, now_s)
+        r = self._race
+        assert r is not None
+        if event.kind == "race_start":
+            r.expected.update(event.cars)
+            entries = event.data.get("entries")
+            if isinstance(entries, list):
+                for entry in entries:
+                    car = entry.get("car") if isinstance(entry, dict) else entry
+                    if isinstance(car, int) and not isinstance(car, bool):
+                        r.expected.add(car)
+        r.events.append(event)
+        if event.kind == "race_end":
+            out += self._flush(now_s)
+            self._left.add(r.race)
+            return out
+        if event.kind == "race_start":
+            r.started = True
+        return out
+
+    def poll(self, now_s: float) -> list[TickData]:
+        """Ticks complete by now (call after each batch of frames and events)."""
+        return self._ready(now_s)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` may next emit something (None: nothing pending)."""
+        r = self._race
+        if r is None or not r.pending:
+            return None
+        return r.first_seen[min(r.pending)] + self.wait_s
+
+    def _complete(self, r: _Race, tick: int) -> bool:
+        if not r.started and r.emitted < 0:
+            return False  # no entry list: the first tick waits to learn the field
+        have = r.pending.get(tick, {})
+        for car in r.expected:
+            if car in have:
+                continue
+            partition = r.partition_of.get(car)
+            if partition is None:
+                partition = self._partition_of_car(car)
+            if r.high.get(partition, -1) <= tick:
+                return False
+        return True
+
+    def _ready(self, now_s: float) -> list[TickData]:
+        r = self._race
+        out: list[TickData] = []
+        while r is not None and r.pending:
+            tick = min(r.pending)
+            if not self._complete(r, tick):
+                if now_s - r.first_seen[tick] < self.wait_s:
+                    break
+                # The cars that held the tick up stop being expected until they send.
+                missing = r.expected - set(r.pending[tick])
+                r.quiet |= missing
+                r.expected -= missing
+            out += self._emit_through(r, tick)
+        return out
+
+    def _flush(self, now_s: float) -> list[TickData]:
+        r = self._race
+        if r is None:
+            return []
+        out: list[TickData] = []
+        while r.pending:
+            out += self._emit_through(r, min(r.pending))
+        if r.events:
+            last = max(e.t_ns // TICK_NS for e in r.events)
+            out += self._emit_through(r, max(r.emitted + 1, min(last, r.emitted + MAX_TICK_JUMP)))
+        return out
+
+    def _emit_through(self, r: _Race, tick: int) -> list[TickData]:
+        out: list[TickData] = []
+        start = tick if r.emitted < 0 else r.emitted + 1
+        for t in range(start, tick + 1):
+            out.append(self._emit(r, t))
+        return out
+
+    def _emit(self, r: _Race, tick: int) -> TickData:
+        frames = r.pending.pop(tick, {})
+        r.first_seen.pop(tick, None)
+        cars = np.array(sorted(frames), dtype=np.int64)
+        q = np.empty((len(cars), _CHANNELS), dtype=np.int32)
+        prev_q = np.zeros_like(q)
+        base = np.full(len(cars), -1, dtype=np.int64)
+        for i, car in enumerate(cars.tolist()):
+            q[i] = frames[car]
+            previous = r.state.get(car)
+            if previous is not None:
+                base[i], prev_q[i] = previous
+            r.state[car] = (tick, q[i].copy())
+        state_cars = np.array(sorted(r.state), dtype=np.int64)
+        state_q = np.empty((len(state_cars), _CHANNELS), dtype=np.int32)
+        state_tick = np.empty(len(state_cars), dtype=np.int64)
+        for i, car in enumerate(state_cars.tolist()):
+            state_tick[i], state_q[i] = r.state[car]
+        due = [e for e in r.events if e.t_ns // TICK_NS <= tick]
+        r.events = [e for e in r.events if e.t_ns // TICK_NS > tick]
+        r.emitted = tick
+        known = r.expected | r.quiet | set(r.state)
+        stale = np.array(sorted(known - set(frames)), dtype=np.int64)
+        return TickData(
+            r.race, tick, cars, q, base, prev_q, state_cars, state_q, state_tick, stale, tuple(due)
+        )
