@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "broadcast.cli",
     "slipstream.codecs.cli",
     "slipstream.auth_cli",
+    "slipstream.bench.cli",
 )
 
 

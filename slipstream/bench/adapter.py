@@ -62,8 +62,8 @@ class WireAdapter(Protocol):
         """Path and query of a long-poll request after ``cursor`` ("" for the first)."""
         ...
 
-    def poll_response(self, status: int, body: bytes) -> tuple[list[TickStamp], str]:
-        """The ticks in a long-poll response body and the cursor of the next request.
+    def poll_response(self, status: int, body: bytes, cursor: str) -> tuple[list[TickStamp], str]:
+        """The ticks in a long-poll response to a poll after ``cursor``, and the next cursor.
 
         Raises:
             ValueError: The response cannot be followed by another poll.

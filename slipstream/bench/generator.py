@@ -4,7 +4,8 @@ The parent starts :func:`generator_main` in a fresh process (``spawn``) with a
 :class:`GeneratorSpec` and one end of a :func:`multiprocessing.Pipe`.  Messages
 are tuples, first item the kind:
 
-* child -> parent: ``("progress", opened, connected, failed, ticks_seen)``
+* child -> parent: ``("progress", opened, connected, failed, ticks_seen,
+  delivered)``
   about every ``report_interval_s``; ``("opened", connected, failed)`` once
   the subscribers are open; ``("result", dict)`` (a
   :class:`~slipstream.bench.loadgen.GeneratorResult` as a dict) when asked;
@@ -128,7 +129,7 @@ async def _run(spec: GeneratorSpec, conn: Connection) -> None:
     async def report() -> None:
         while True:
             t = gen.tally
-            send(("progress", opened, gen.connected, gen.failed, t.ticks_seen))
+            send(("progress", opened, gen.connected, gen.failed, t.ticks_seen, t.delivered))
             await asyncio.sleep(spec.report_interval_s)
 
     async def open_all() -> None:

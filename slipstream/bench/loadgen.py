@@ -230,6 +230,7 @@ class PollSubscriber(_Subscriber):
         self._port = port
         self._reader = HttpResponseReader()
         self._request_bytes = 0
+        self._cursor = ""
         self.empty_responses = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -237,6 +238,7 @@ class PollSubscriber(_Subscriber):
         self._poll("")
 
     def _poll(self, cursor: str) -> None:
+        self._cursor = cursor
         request = get_request(self._host, self._port, self.adapter.poll_target(self.sub, cursor))
         self._request_bytes = len(request)
         assert self.transport is not None
@@ -250,7 +252,9 @@ class PollSubscriber(_Subscriber):
             return
         for response in responses:
             try:
-                stamps, cursor = self.adapter.poll_response(response.status, response.body)
+                stamps, cursor = self.adapter.poll_response(
+                    response.status, response.body, self._cursor
+                )
             except ValueError as exc:
                 self.fail(f"long-poll answered HTTP {response.status}: {exc}")
                 return

@@ -46,7 +46,7 @@ class FakeAdapter:
     def poll_target(self, sub: Subscription, cursor: str) -> str:
         return f"/poll?cursor={cursor or -1}"
 
-    def poll_response(self, status: int, body: bytes) -> tuple[list[TickStamp], str]:
+    def poll_response(self, status: int, body: bytes, cursor: str) -> tuple[list[TickStamp], str]:
         if status != 200:
             raise ValueError(body.decode(errors="replace"))
         obj: dict[str, Any] = msgpack.unpackb(body)
