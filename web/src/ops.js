@@ -126,7 +126,7 @@ function render(prev, cur) {
     const hist = state.history.get(def.id);
     hist.push(value);
     if (hist.length > HISTORY) hist.shift();
-    el.querySelector(".figure").textContent = def.text ? def.text(prev, cur) : def.bytes ? fmtBytes(value) + (def.id === "bytes-out" ? "/s" : "") : fmt(value, value !== null && Math.abs(value) < 10 ? 1 : 0);
+    el.querySelector(".figure").textContent = def.text ? def.text(prev, cur) : def.bytes ? fmtBytes(value) + (def.id === "bytes-out" ? "/s" : "") : fmt(value, value !== null && !Number.isInteger(value) && Math.abs(value) < 10 ? 1 : 0);
     el.querySelector(".sub").textContent = def.sub ? def.sub(prev, cur) : "";
     el.querySelector(".rows").replaceChildren(
       ...(def.rows ? def.rows(prev, cur) : []).map(([k, v]) => {

@@ -1,0 +1,45 @@
+"""The committed front-end assets equal what ``npm run build`` (in web/) makes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+STATIC = ROOT / "broadcast" / "static"
+
+
+def _build(out: Path) -> list[Path]:
+    node = shutil.which("node")
+    if node is None or not (WEB / "node_modules").is_dir():
+        pytest.skip("needs node and web/node_modules (scripts/install-test-deps runs npm ci)")
+    subprocess.run(
+        [node, "scripts/build-static.mjs", "--out", str(out)],
+        cwd=WEB, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def test_committed_assets_match_the_build(tmp_path: Path) -> None:
+    built = _build(tmp_path)
+    names = {p.relative_to(tmp_path).as_posix() for p in built}
+    # The vendor libraries, the codec decoders and the page code all come from the build.
+    assert {"vendor/uPlot.esm.js", "vendor/msgpack.min.js", "vendor/vcdiff-decoder.min.js"} <= names
+    assert {"js/codecs.js", "js/stream.js", "js/fan.js", "js/ops.js"} <= names
+    stale = [n for n in sorted(names) if (STATIC / n).read_bytes() != (tmp_path / n).read_bytes()]
+    assert not stale, f"broadcast/static is out of date for {stale}: run `npm run build` in web/"
+
+
+def test_pages_load_nothing_from_outside() -> None:
+    for page in ("index.html", "ops.html"):
+        html = (STATIC / page).read_text(encoding="utf-8")
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    for path in STATIC.rglob("*.js"):
+        if "vendor" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "https://" not in text and "http://" not in text, path
