@@ -88,6 +88,11 @@ class KafkaSettings:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.request_timeout_ms <= max(self.rebalance_timeout_ms, self.session_timeout_ms):
+            # The coordinator may hold a JoinGroup that long before answering.
+            raise ValueError(
+                "request_timeout_ms must exceed rebalance_timeout_ms and session_timeout_ms"
+            )
         if self.acks not in ("all", 1, 0):
             raise ValueError(f'acks must be "all", 1 or 0, got {self.acks!r}')
 
@@ -157,7 +162,11 @@ class KafkaBus:
     async def stop(self) -> None:
         """Close every producer and consumer made by this bus, then the admin client."""
         for client in list(self._clients):
-            await client.stop()
+            try:
+                await client.stop()
+            except (KafkaError, OSError) as exc:
+                # Keep closing the others; a dead broker must not leak clients.
+                logger.warning("closing a Kafka client failed: %s", exc)
         admin, self._admin = self._admin, None
         if admin is not None:
             await admin.close()

@@ -7,14 +7,14 @@ Thin wrappers over aiokafka's clients that speak the bus contract
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
     CommitFailedError,
     ConsumerStoppedError,
-    IllegalOperation,
     IllegalStateError,
     KafkaError,
 )
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["KafkaConsumer", "KafkaProducer", "bus_error"]
 
+_T = TypeVar("_T")
+
 
 def bus_error(what: str, exc: BaseException) -> BusError:
     """A :class:`BusError` saying what failed and why."""
@@ -40,7 +42,8 @@ def bus_error(what: str, exc: BaseException) -> BusError:
 
 
 def _kafka_tp(tp: TopicPartition) -> KafkaTopicPartition:
-    return KafkaTopicPartition(tp.topic, tp.partition)
+    topic, partition = tp  # also a plain (topic, partition) tuple
+    return KafkaTopicPartition(topic, partition)
 
 
 def _name(tp: TopicPartition) -> str:
@@ -146,26 +149,46 @@ class KafkaConsumer:
         except IllegalStateError as exc:
             raise BusError(f"{_name(tp)} is not assigned to this consumer") from exc
 
+    async def _call(self, what: str, awaitable: Awaitable[_T]) -> _T:
+        """Await an aiokafka call, bounded by the request timeout, errors mapped.
+
+        aiokafka retries some calls (commit, position, committed) for as long
+        as the broker is away; here they fail after ``request_timeout_ms``.
+        """
+        timeout_s = self._bus.settings.request_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await awaitable
+        except TimeoutError:
+            error = BusError(
+                f"{what} got no answer from {self._bus.bootstrap} within {timeout_s:g} s"
+            )
+            error.retriable = True
+            raise error from None
+        except IllegalStateError as exc:
+            raise BusError(f"{what} refused, not assigned to this consumer: {exc}") from exc
+        except CommitFailedError as exc:
+            raise BusError(
+                f"{what} failed: the group rebalanced meanwhile; "
+                "the partitions restart from the last committed offsets"
+            ) from exc
+        except KafkaError as exc:
+            raise bus_error(what, exc) from exc
+
     async def seek_to_beginning(self, tps: Iterable[TopicPartition] = ()) -> None:
         """Rewind the given partitions (all assigned ones if none) to their first record."""
         self._check_open()
         chosen = [_kafka_tp(tp) for tp in tps]
-        try:
-            await self._consumer.seek_to_beginning(*chosen)
-        except IllegalStateError as exc:
-            raise BusError(f"seek_to_beginning: {exc}") from exc
-        except KafkaError as exc:
-            raise bus_error("seek_to_beginning", exc) from exc
+        await self._call("seek_to_beginning", self._consumer.seek_to_beginning(*chosen))
 
     async def position(self, tp: TopicPartition) -> int:
         """Offset of the next record to read from ``tp``."""
         self._check_open()
-        try:
-            position: int = await self._consumer.position(_kafka_tp(tp))
-        except IllegalStateError as exc:
-            raise BusError(f"{_name(tp)} is not assigned to this consumer") from exc
-        except KafkaError as exc:
-            raise bus_error(f"position of {_name(tp)}", exc) from exc
+        if _kafka_tp(tp) not in self._consumer.assignment():
+            raise BusError(f"{_name(tp)} is not assigned to this consumer")
+        position: int = await self._call(
+            f"position of {_name(tp)}", self._consumer.position(_kafka_tp(tp))
+        )
         return position
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -180,26 +203,17 @@ class KafkaConsumer:
             raise BusError("commit needs a consumer group")
         if not offsets:
             return
-        try:
-            await self._consumer.commit({_kafka_tp(tp): offset for tp, offset in offsets.items()})
-        except IllegalStateError as exc:
-            raise BusError(f"commit refused, partition not assigned to this member: {exc}") from exc
-        except CommitFailedError as exc:
-            raise BusError("commit failed: the group rebalanced; re-read from committed") from exc
-        except KafkaError as exc:
-            raise bus_error("commit", exc) from exc
+        chosen = {_kafka_tp(tp): offset for tp, offset in offsets.items()}
+        await self._call("commit", self._consumer.commit(chosen))
 
     async def committed(self, tp: TopicPartition) -> int | None:
         """The group's stored next offset for ``tp``, or None (also without a group)."""
         self._check_open()
         if self.group_id is None:
             return None
-        try:
-            offset: int | None = await self._consumer.committed(_kafka_tp(tp))
-        except IllegalOperation:
-            return None
-        except KafkaError as exc:
-            raise bus_error(f"reading the committed offset of {_name(tp)}", exc) from exc
+        offset: int | None = await self._call(
+            f"reading the committed offset of {_name(tp)}", self._consumer.committed(_kafka_tp(tp))
+        )
         return offset
 
     async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
@@ -208,10 +222,7 @@ class KafkaConsumer:
         chosen = [_kafka_tp(tp) for tp in tps]
         if not chosen:
             return {}
-        try:
-            ends = await self._consumer.end_offsets(chosen)
-        except KafkaError as exc:
-            raise bus_error("end_offsets", exc) from exc
+        ends = await self._call("end_offsets", self._consumer.end_offsets(chosen))
         return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     async def stop(self) -> None:
@@ -227,6 +238,23 @@ class KafkaConsumer:
         generation = getattr(coordinator, "generation", -1)
         member_id = getattr(coordinator, "member_id", "")
         node_id = getattr(coordinator, "coordinator_id", None)
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # aiokafka 0.14 re-raises the cancellation of a fetch task that was
+            # backing off after a broker error, and skips the rest of its
+            # close; finish it.
+            await self._finish_close()
         if self.group_id is not None and generation == 0 and member_id and node_id is not None:
             await self._bus.leave_group(self.group_id, member_id, node_id)
+
+    async def _finish_close(self) -> None:
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        pending = list(getattr(fetcher, "_pending_tasks", ()))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._consumer._client.close()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from slipstream.bus import Bus, KafkaBus, KafkaSettings, MemoryBus, make_bus
+from slipstream.bus import Bus, KafkaBus, KafkaSettings, MemoryBus, TopicPartition, make_bus
 from slipstream.config import BusConfig
 from slipstream.errors import BusError, BusUnreachableError
 from slipstream.testing.broker import TansuBroker, free_port
@@ -105,6 +105,8 @@ def test_settings_are_checked() -> None:
         KafkaSettings(session_timeout_ms=1000, heartbeat_interval_ms=1000)
     with pytest.raises(ValueError, match="acks"):
         KafkaSettings(acks="some")
+    with pytest.raises(ValueError, match="request_timeout_ms must exceed"):
+        KafkaSettings(request_timeout_ms=5000)  # a JoinGroup may be held 6 s
     with pytest.raises(ValueError, match="fetch_max_wait_ms"):
         KafkaSettings(fetch_max_wait_ms=0)
     with pytest.raises(ValueError, match="kafka"):
@@ -139,3 +141,36 @@ async def test_stop_closes_everything(kafka_broker: TansuBroker, unique_topic: N
         del producer, plain, member, bus
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.kafka
+async def test_broker_gone_fails_calls_within_request_timeout(unique_topic: Names) -> None:
+    settings = KafkaSettings(
+        session_timeout_ms=3000, rebalance_timeout_ms=3000, request_timeout_ms=3500
+    )
+    topic, group = unique_topic("gone"), unique_topic("group")
+    with TansuBroker() as broker:  # its own broker: this test kills it
+        address = broker.bootstrap
+        bus = KafkaBus(BusConfig(kafka=address, partitions=1), settings)
+        await bus.start()
+        producer = await bus.producer()
+        await producer.send(topic, b"v")
+        member = await bus.consumer([topic], group_id=group)
+        assert len(await member.getmany(timeout_ms=5000)) == 1
+        broker.stop()
+
+    with pytest.raises(BusError, match=f"sending to {topic}"):
+        await producer.send(topic, b"lost")
+    with pytest.raises(BusError, match="commit") as caught:
+        await member.commit({TopicPartition(topic, 0): 1})
+    assert caught.value.retriable
+    with pytest.raises(BusUnreachableError, match=address):
+        await bus.consumer([topic])
+    await bus.stop()
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
+    with warnings.catch_warnings(record=True) as caught_warnings:
+        warnings.simplefilter("always")
+        del producer, member, bus
+        gc.collect()
+    assert [str(w.message) for w in caught_warnings] == []
