@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from downsample.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint
 from downsample.config import DownsampleConfig
@@ -35,6 +35,20 @@ from slipstream.records import Frame, car_key, encode_frame
 __all__ = ["DownsampleService"]
 
 logger = logging.getLogger(__name__)
+
+#: Polls whose output may be in flight to the broker at once.
+_MAX_IN_FLIGHT = 4
+
+
+async def _send_after(
+    previous: asyncio.Task[None] | None,
+    producer: Producer,
+    batches: list[tuple[str, list[tuple[bytes | None, bytes]]]],
+) -> None:
+    """Send ``batches`` once ``previous`` is done, so per-partition order is kept."""
+    if previous is not None:
+        await asyncio.shield(previous)
+    await asyncio.gather(*(producer.send_many(topic, items) for topic, items in batches))
 
 
 class DownsampleService:
@@ -72,6 +86,7 @@ class DownsampleService:
             dedup_horizon=config.dedup_horizon,
         )
         self._windows: dict[int, PartitionWindows] = {}
+        self._in_flight: deque[asyncio.Task[None]] = deque()
         self._committed: dict[int, int] = {}
         registry = registry or Registry()
         self._m_records = registry.counter(
@@ -110,6 +125,10 @@ class DownsampleService:
             )
             await self._loop(consumer, producer)
         finally:
+            for task in self._in_flight:  # not acknowledged, so never committed
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._in_flight.clear()
             if consumer is not None:
                 await consumer.stop()
             await producer.stop()
@@ -151,16 +170,34 @@ class DownsampleService:
         return frames, dead
 
     async def _send(self, producer: Producer, frames: list[Frame], dead: list[DeadLetter]) -> None:
-        sends = []
+        """Queue frames and dead letters behind the previous sends (order kept per topic).
+
+        Sending overlaps the next poll's processing; at most ``_MAX_IN_FLIGHT``
+        polls' worth are outstanding, and :meth:`_flush` waits for all of them
+        before anything is committed.
+        """
+        self._publish_counts()
+        batches: list[tuple[str, list[tuple[bytes | None, bytes]]]] = []
         if frames:
-            items = [(car_key(f.car), encode_frame(f)) for f in frames]
-            sends.append(producer.send_many(self.config.frames_topic, items))
+            items: list[tuple[bytes | None, bytes]] = [
+                (car_key(f.car), encode_frame(f)) for f in frames
+            ]
+            batches.append((self.config.frames_topic, items))
         if dead:
             letters = [(d.key, encode_dead_letter(d)) for d in dead]
-            sends.append(producer.send_many(self.config.dlq_topic, letters))
-        if sends:
-            await asyncio.gather(*sends)
-        self._publish_counts()
+            batches.append((self.config.dlq_topic, letters))
+        if not batches:
+            return
+        previous = self._in_flight[-1] if self._in_flight else None
+        self._in_flight.append(asyncio.create_task(_send_after(previous, producer, batches)))
+        while len(self._in_flight) > _MAX_IN_FLIGHT:
+            await self._in_flight.popleft()
+
+    async def _flush(self) -> None:
+        """Wait until every queued frame and dead letter is acknowledged (raises if one failed)."""
+        while self._in_flight:
+            await self._in_flight[0]
+            self._in_flight.popleft()
 
     def _publish_counts(self) -> None:
         total = Counts()
@@ -182,6 +219,8 @@ class DownsampleService:
             self._m_dlq.inc(n, reason=reason)
 
     def _caught_up(self) -> bool:
+        if self._in_flight:
+            return False
         return all(
             w.commit_offset() == w.next_offset and self._committed.get(p) == w.next_offset
             for p, w in self._windows.items()
@@ -190,6 +229,7 @@ class DownsampleService:
 
     async def _commit(self, consumer: Consumer, producer: Producer) -> None:
         cfg = self.config
+        await self._flush()
         offsets: dict[TopicPartition, int] = {}
         writes = []
         for partition, windows in self._windows.items():
