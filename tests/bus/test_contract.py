@@ -404,3 +404,74 @@ async def test_stop_closes_clients(any_bus: Bus, unique_topic: Names) -> None:
         await producer.send(topic, b"late")
     with pytest.raises(BusError):
         await consumer.getmany(timeout_ms=10)
+
+
+async def test_concurrent_sends_get_unique_dense_offsets(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("concurrent")
+    await any_bus.ensure_topic(topic, 2)
+    producer = await any_bus.producer()
+    positions = await asyncio.gather(
+        *(producer.send(topic, b"%d" % i, key=b"car-%d" % (i % 5)) for i in range(60)),
+        *(producer.send_many(topic, [(b"car-9", b"m%d" % i)] * 3) for i in range(5)),
+    )
+    flat = [p for item in positions for p in (item if isinstance(item, list) else [item])]
+    per_partition: dict[int, list[int]] = defaultdict(list)
+    for position in flat:
+        per_partition[position.partition].append(position.offset)
+    for offsets in per_partition.values():
+        assert sorted(offsets) == list(range(len(offsets)))
+    consumer = await any_bus.consumer([topic])
+    stored = {(r.partition, r.offset): r.value for r in await drain(consumer, 75)}
+    for i, position in enumerate(flat[:60]):
+        assert stored[(position.partition, position.offset)] == b"%d" % i
+
+
+async def test_values_and_keys_travel_byte_exact(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("bytes")
+    await any_bus.ensure_topic(topic, 1)
+    producer = await any_bus.producer()
+    big = bytes(range(256)) * 1024  # 256 KiB, larger than any raw batch
+    items: list[tuple[bytes | None, bytes]] = [
+        (None, b""),
+        (b"", b"\x00"),
+        (b"\xff\x00key", big),
+        (b"44", b"\x80\x81"),
+    ]
+    for key, value in items:
+        await producer.send(topic, value, key=key, partition=0)
+    consumer = await any_bus.consumer([topic])
+    assert [(r.key, r.value) for r in await drain(consumer, 4)] == items
+
+
+async def test_consumer_of_two_topics_reads_both(any_bus: Bus, unique_topic: Names) -> None:
+    frames, events, group = unique_topic("frames"), unique_topic("events"), unique_topic("g")
+    await any_bus.ensure_topic(frames, 2)
+    await any_bus.ensure_topic(events, 1)
+    producer = await any_bus.producer()
+    await producer.send_many(frames, [(key, b"frame") for key in keys(6)])
+    await producer.send(events, b"event", key=b"race-1")
+    plain = await any_bus.consumer([frames, events])
+    member = await any_bus.consumer([frames, events], group_id=group)
+    for consumer in (plain, member):
+        records = await drain(consumer, 7)
+        assert (
+            sorted((r.topic, r.value) for r in records)
+            == [(events, b"event")] + [(frames, b"frame")] * 6
+        )
+
+
+async def test_group_member_with_latest_starts_at_the_end(
+    any_bus: Bus, unique_topic: Names
+) -> None:
+    topic, group = unique_topic("latest"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 2)
+    producer = await any_bus.producer()
+    await producer.send_many(topic, [(key, b"old") for key in keys(6)])
+    member = await any_bus.consumer([topic], group_id=group, auto_offset_reset="latest")
+    await settle([member], {TopicPartition(topic, p) for p in range(2)})
+    ends = await member.end_offsets(member.assignment())
+    for tp in member.assignment():
+        assert await member.position(tp) == ends[tp]
+        assert await member.committed(tp) is None
+    await producer.send(topic, b"new", key=b"car-3")
+    assert [r.value for r in await drain(member, 1)] == [b"new"]
