@@ -45,6 +45,10 @@ class BroadcastConfig:
         max_errors: Bad client messages tolerated before the connection is
             closed (code 1008).
         server_id: Name of this node in the hello (default: a random id).
+        socket_send_buffer_bytes: Kernel send buffer of each accepted socket
+            (SO_SNDBUF), so a stalled fan holds at most this much kernel memory
+            (Linux would otherwise grow it to ``tcp_wmem`` max, often 4 MiB);
+            None leaves the kernel's autotuning alone.
         frames_topic: Topic of the 2 Hz frames.
         events_topic: Topic of the race events.
     """
@@ -63,6 +67,7 @@ class BroadcastConfig:
     max_message_bytes: int = 64 * 1024
     max_errors: int = 10
     server_id: str | None = None
+    socket_send_buffer_bytes: int | None = 256 * 1024
     frames_topic: str = FRAMES_TOPIC
     events_topic: str = EVENTS_TOPIC
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 __all__ = ["MAX_HEAD_BYTES", "DispatchProtocol"]
@@ -36,13 +37,16 @@ class DispatchProtocol(asyncio.Protocol):
     Args:
         websocket: Makes the protocol of a WebSocket connection.
         http: Makes the protocol of an HTTP connection.
+        send_buffer_bytes: SO_SNDBUF of the socket (None: the kernel's default).
     """
 
     def __init__(
         self,
         websocket: Callable[[], asyncio.Protocol],
         http: Callable[[], asyncio.Protocol],
+        send_buffer_bytes: int | None = None,
     ) -> None:
+        self._send_buffer_bytes = send_buffer_bytes
         self._websocket = websocket
         self._http = http
         self._transport: asyncio.Transport | None = None
@@ -51,6 +55,9 @@ class DispatchProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if self._send_buffer_bytes is not None and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

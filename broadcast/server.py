@@ -126,7 +126,9 @@ class BroadcastServer:
 
         async def create_server() -> asyncio.Server:
             return await loop.create_server(
-                lambda: DispatchProtocol(ws_factory, http_factory), cfg.host, cfg.port
+                lambda: DispatchProtocol(ws_factory, http_factory, cfg.socket_send_buffer_bytes),
+                cfg.host,
+                cfg.port,
             )
 
         server = Server(create_server, self._handle_connection, _ws_logger)
