@@ -1,0 +1,210 @@
+"""The gate of a serving node: tokens and limits together, as decisions (pure, no I/O).
+
+A server's adapters ask the gate at four points and turn its answers into
+HTTP statuses or WebSocket close codes (docs/security.md):
+
+1. A request arrives (WebSocket upgrade or long-poll): :meth:`Gate.check_request`
+   checks the browser origin and counts the address; the answer is a
+   :class:`Refusal` (HTTP 403 / 429) or an :class:`Entry` to :meth:`Gate.leave`
+   when the connection or poll ends.
+2. The token of that request: :meth:`Gate.authenticate` gives the
+   :class:`~slipstream.auth.Grant` (None with auth off) or raises
+   :class:`~slipstream.auth.AuthError` (close 4001 / 4004, HTTP 401).
+3. Each client message of a WebSocket session: :meth:`SessionGate.on_message`
+   (size and rate; a :class:`~slipstream.limits.Breach` to close with).
+4. Each subscription: :meth:`SessionGate.on_subscribe` / :meth:`Gate.scope`
+   (subscribe rate, then the grant's scope: ``forbidden`` is close 4003 / HTTP 403).
+
+With neither auth nor limits configured, every check passes: a library user
+(tests, benchmarks) gets an open node unless it asks for a gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from slipstream.auth import AuthConfig, AuthError, Grant, TokenVerifier, token_from_request
+from slipstream.limits import (
+    HTTP_FORBIDDEN_ORIGIN,
+    HTTP_TOO_MANY_REQUESTS,
+    AddressBuckets,
+    AddressLimiter,
+    Breach,
+    ConnectionLimits,
+    LimitsConfig,
+    OriginPolicy,
+)
+
+__all__ = ["MAX_CLOSE_REASON_BYTES", "Entry", "Gate", "Refusal", "SessionGate", "close_reason"]
+
+#: Longest WebSocket close reason (RFC 6455: 125 bytes of control payload, 2 for the code).
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame (whole UTF-8 characters, "..." when cut)."""
+    data = text.encode()
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return text
+    return data[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request refused before it is served.
+
+    Attributes:
+        http_status: Status to answer with (403 origin, 429 too many).
+        code: Machine-readable code (``origin_forbidden``, ``too_many_connections``,
+            ``too_many_requests``).
+        message: What was wrong, for people.
+    """
+
+    http_status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A counted connection or poll of ``address`` (give it back with :meth:`Gate.leave`)."""
+
+    address: str
+
+
+class Gate:
+    """Auth and limits of one node.
+
+    Args:
+        auth: Token checking (None: off).
+        limits: Abuse limits (None: none).
+    """
+
+    def __init__(self, auth: AuthConfig | None = None, limits: LimitsConfig | None = None) -> None:
+        self.auth = auth
+        self.limits = limits
+        self.verifier: TokenVerifier | None = auth.verifier() if auth is not None else None
+        self._origins: OriginPolicy | None = limits.origin_policy() if limits else None
+        self._addresses: AddressLimiter | None = limits.address_limiter() if limits else None
+        self._polls: AddressBuckets | None = limits.poll_buckets() if limits else None
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether tokens are required."""
+        return self.verifier is not None
+
+    def check_request(
+        self, address: str, origin: str | None, now: float, *, poll: bool = False
+    ) -> Entry | Refusal:
+        """Admit a new WebSocket connection or long-poll from ``address`` at ``now``.
+
+        Args:
+            address: The peer's IP address.
+            origin: The ``Origin`` header (None when absent).
+            now: Monotonic time, s.
+            poll: A long-poll (also rate-limited per address).
+        """
+        if self._origins is not None and not self._origins.allows(origin):
+            return Refusal(
+                HTTP_FORBIDDEN_ORIGIN,
+                "origin_forbidden",
+                f"origin {origin!r} is not allowed to connect to this node",
+            )
+        if poll and self._polls is not None and not self._polls.allow(address, now):
+            assert self.limits is not None
+            return Refusal(
+                HTTP_TOO_MANY_REQUESTS,
+                "too_many_requests",
+                f"more than {self.limits.message_rate_per_s:g} polls/s from {address}; slow down",
+            )
+        if self._addresses is not None and not self._addresses.acquire(address):
+            return Refusal(
+                HTTP_TOO_MANY_REQUESTS,
+                "too_many_connections",
+                f"more than {self._addresses.max_per_address} connections from {address}",
+            )
+        return Entry(address)
+
+    def leave(self, entry: Entry) -> None:
+        """The connection or poll of ``entry`` ended."""
+        if self._addresses is not None:
+            self._addresses.release(entry.address)
+
+    def authenticate(
+        self, query: Mapping[str, str], authorization: str | None, now: float | None = None
+    ) -> Grant | None:
+        """The grant of a request's token (None when auth is off).
+
+        Args:
+            query: The request's query parameters (``token``).
+            authorization: Its ``Authorization`` header.
+            now: Wall-clock time, s since the epoch (default: now).
+
+        Raises:
+            AuthError: No valid token.
+        """
+        if self.verifier is None:
+            return None
+        return self.verifier.verify(token_from_request(query, authorization), now)
+
+    @staticmethod
+    def scope(
+        grant: Grant | None, cars: Sequence[int] | None, groups: Sequence[int]
+    ) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
+        """A subscription's cars and groups within ``grant`` (unchanged with auth off).
+
+        Raises:
+            AuthError: ``forbidden`` (see :meth:`Grant.narrow`).
+        """
+        if grant is None:
+            return (None if cars is None else tuple(cars)), tuple(groups)
+        return grant.narrow(cars, groups)
+
+    def session(self, grant: Grant | None, now: float) -> SessionGate:
+        """The per-connection gate of a WebSocket session opened at ``now`` (monotonic)."""
+        limits = self.limits.connection(now) if self.limits is not None else None
+        return SessionGate(grant, limits)
+
+
+class SessionGate:
+    """Limits and grant of one WebSocket session."""
+
+    __slots__ = ("grant", "limits")
+
+    def __init__(self, grant: Grant | None, limits: ConnectionLimits | None) -> None:
+        self.grant = grant
+        self.limits = limits
+
+    def on_message(self, size_bytes: int, now: float) -> Breach | None:
+        """Check a client message (monotonic ``now``); a breach to close with, or None."""
+        return None if self.limits is None else self.limits.on_message(size_bytes, now)
+
+    def on_subscribe(
+        self,
+        cars: Sequence[int] | None,
+        groups: Sequence[int],
+        now: float,
+        wall_now: float | None = None,
+    ) -> tuple[tuple[int, ...] | None, tuple[int, ...]] | Breach:
+        """Check a subscription: its rate, the token's expiry, then its scope.
+
+        Returns:
+            The subscription's ``(cars, groups)`` within the grant, or a
+            :class:`Breach` to close the session with (4030, 4004 or 4003).
+        """
+        if self.limits is not None:
+            breach = self.limits.on_subscribe(now)
+            if breach is not None:
+                return breach
+        grant = self.grant
+        try:
+            if grant is not None and grant.seconds_left(wall_now) <= 0:
+                raise AuthError("token_expired", "the token of this session has expired")
+            return Gate.scope(grant, cars, groups)
+        except AuthError as exc:
+            return Breach(exc.close_code, exc.message)
+
+    def expires_in(self, wall_now: float | None = None) -> float | None:
+        """Seconds until the session's token expires (None: no token, never)."""
+        return None if self.grant is None else self.grant.seconds_left(wall_now)
