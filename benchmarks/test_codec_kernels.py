@@ -5,8 +5,8 @@ Skipped in the ordinary test run (addopts has --benchmark-skip).  Run::
     pytest benchmarks/test_codec_kernels.py -o addopts="" --benchmark-only \\
         --benchmark-json benchmarks/results/codec_kernels.json
 
-Frames are two consecutive ticks of the bench race (slipstream.codecs.bench),
-40 cars x 13 groups.
+Frames are two consecutive ticks of the bench's simulated race
+(slipstream.codecs.bench.simulated_race), 40 cars x 13 groups.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import CODECS
-from slipstream.codecs.bench import synthetic_race
+from slipstream.codecs.bench import simulated_race
 
 GROUPS = CATALOGUE.groups
-RACE = synthetic_race(cars=40, ticks=40, seed=1)
-PREV: NDArray[np.int32] = RACE[30]
-NOW: NDArray[np.int32] = RACE[31]
+RACE = simulated_race(cars=40, ticks=2, seed=1, start_s=75.0)
+PREV: NDArray[np.int32] = RACE[0]
+NOW: NDArray[np.int32] = RACE[1]
 
 
 @pytest.mark.benchmark(group="codec-encode-tick")

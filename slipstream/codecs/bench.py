@@ -1,15 +1,20 @@
 """``slipstream bench codecs``: bytes and encode/decode time per car-update of each codec.
 
-Frames come from a simulated race (:func:`race_frames`): 2 Hz quantised frames of
-every car, measured codec by codec on the same ticks.  The Debian ``xdelta3``
-tool is measured on the same (car, group) parts (a subprocess per part: a
-measurement of its output size, and of its cost as a tool, not a hot path).
+Frames (:func:`race_frames`) are 2 Hz quantised frames of every car, measured
+codec by codec on the same ticks:
 
-Until the project's simulator can be driven from here, frames come from a
-smooth synthetic generator (:func:`synthetic_race`): per channel a few
-sinusoids at lap and sub-lap periods plus sensor noise of the order of the
-channel's resolution, piecewise-constant state channels, monotone counters and
-rare dropouts (MISSING), quantised by the catalogue.
+* ``simulator`` (default): the project's simulator kernel (race model, sensor
+  model, noise, dropouts) at 120 Hz, reduced to 500 ms windows by the
+  downsampler's kernel with each channel's aggregation rule, then quantised —
+  what the broadcast node receives, without the bus in between;
+* ``synthetic``: a smooth generator (:func:`synthetic_race`): per channel a few
+  sinusoids at lap and sub-lap periods plus noise of the order of the channel's
+  resolution, piecewise-constant state channels, monotone counters and rare
+  dropouts; noisier than the simulator (three channels in four change per tick).
+
+The Debian ``xdelta3`` tool is measured on the same (car, group) parts (a
+subprocess per part: a measurement of its output size, and of its cost as a
+tool, not a hot path).
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from slipstream.catalogue import CATALOGUE, MISSING
 from slipstream.codecs import CODECS
 from slipstream.codecs.vcdiff import to_planes
 
-__all__ = ["BenchConfig", "run_bench", "synthetic_race"]
+__all__ = ["FRAME_SOURCES", "BenchConfig", "run_bench", "simulated_race", "synthetic_race"]
 
 TICK_S = 0.5
+FRAME_SOURCES = ("simulator", "synthetic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,8 @@ class BenchConfig:
     """What ``slipstream bench codecs`` measures.
 
     Attributes:
+        frames: Where frames come from: "simulator" or "synthetic".
+        start_s: Race time of the first measured tick (simulator frames), past the start.
         ticks: Ticks of race (2 Hz) to encode; the first is the keyframe.
         cars: Cars on track.
         seed: Seed of the race generator.
@@ -47,6 +55,8 @@ class BenchConfig:
         xdelta3: The ``xdelta3`` executable.
     """
 
+    frames: str = "simulator"
+    start_s: float = 60.0
     ticks: int = 120
     cars: int = 40
     seed: int = 1
@@ -59,6 +69,10 @@ class BenchConfig:
             raise ValueError("ticks must be at least 2 (a keyframe and a delta)")
         if self.cars < 1:
             raise ValueError("cars must be at least 1")
+        if self.frames not in FRAME_SOURCES:
+            raise ValueError(f"frames must be one of {', '.join(FRAME_SOURCES)}")
+        if self.start_s < 0:
+            raise ValueError("start_s must be >= 0")
         if self.decode_ticks < 1 or self.xdelta3_ticks < 0:
             raise ValueError("decode_ticks must be >= 1 and xdelta3_ticks >= 0")
 
@@ -105,8 +119,53 @@ def synthetic_race(cars: int, ticks: int, seed: int) -> NDArray[np.int32]:
     return q
 
 
+def simulated_race(
+    cars: int, ticks: int, seed: int, start_s: float = 60.0, dropout_rate: float = 0.01
+) -> NDArray[np.int32]:
+    """Quantised 2 Hz frames of a simulated race, shape (ticks, cars, channels).
+
+    Args:
+        cars: Field size.
+        ticks: Frames per car.
+        seed: Seed of the race.
+        start_s: Race time of the first frame (the start is skipped).
+        dropout_rate: Fraction of raw records with sensor dropouts.
+    """
+    # The bench harness drives other stages' pure kernels; the codecs never do.
+    from downsample.kernel import AggregationPlan, reduce_segments
+    from simulator.config import SimulatorConfig
+    from simulator.kernel import Simulation
+
+    config = SimulatorConfig(
+        cars=cars,
+        seed=seed,
+        speed=0.0,
+        duration_s=start_s + ticks * TICK_S + 1.0,
+        dropout_rate=dropout_rate,
+    )
+    per_tick = round(config.rate_hz * TICK_S)
+    first = round(start_s * config.rate_hz)
+    need = first + ticks * per_tick
+    simulation = Simulation(config)
+    chunks: list[NDArray[np.float32]] = []
+    have = 0
+    while have < need:
+        chunk = simulation.next_chunk()
+        if chunk is None:
+            raise ValueError(f"the race ended before {need / config.rate_hz:.0f} s")
+        chunks.append(chunk.values)
+        have += chunk.values.shape[1]
+    samples = np.concatenate(chunks, axis=1)[:, first:need]  # (cars, ticks * per_tick, channels)
+    rows = samples.reshape(cars * ticks * per_tick, len(CATALOGUE))
+    starts = np.arange(cars * ticks, dtype=np.intp) * per_tick
+    values = reduce_segments(rows, starts, AggregationPlan.from_catalogue(CATALOGUE))
+    return CATALOGUE.quantise(values.reshape(cars, ticks, -1).transpose(1, 0, 2))
+
+
 def race_frames(config: BenchConfig) -> tuple[str, NDArray[np.int32]]:
     """Frames to measure on, shape (ticks, cars, channels), and where they come from."""
+    if config.frames == "simulator":
+        return "simulator", simulated_race(config.cars, config.ticks, config.seed, config.start_s)
     return "synthetic", synthetic_race(config.cars, config.ticks, config.seed)
 
 
@@ -213,6 +272,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     changed = frames[1:] != frames[:-1]
     result["frames"] = {
         "source": source,
+        "start_s": config.start_s if source == "simulator" else None,
         "ticks": config.ticks,
         "cars": config.cars,
         "channels": len(CATALOGUE),

@@ -27,6 +27,15 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument(
+        "--frames", choices=["simulator", "synthetic"], default="simulator",
+        help="frames from the project's simulator reduced to 2 Hz (default), or from a "
+        "noisier synthetic generator",
+    )  # fmt: skip
+    parser.add_argument(
+        "--start-s", type=float, default=60.0,
+        help="race time of the first measured tick, simulator frames only (default 60)",
+    )  # fmt: skip
+    parser.add_argument(
         "--ticks", type=int, default=120,
         help="ticks of race at 2 Hz to encode, the first being the keyframe (default 120)",
     )  # fmt: skip
@@ -52,6 +61,8 @@ def _cmd_bench_codecs(args: argparse.Namespace) -> int:
 
     try:
         config = BenchConfig(
+            frames=args.frames,
+            start_s=args.start_s,
             ticks=args.ticks,
             cars=args.cars,
             seed=args.seed,

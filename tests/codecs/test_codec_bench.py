@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slipstream.catalogue import CATALOGUE
-from slipstream.codecs.bench import BenchConfig, synthetic_race
+from slipstream.codecs.bench import BenchConfig, simulated_race, synthetic_race
 from slipstream.codecs.cli import register_bench
 from slipstream.errors import ConfigError
 
@@ -38,7 +38,18 @@ def test_the_bench_writes_figures_per_codec(
             assert result[name][key] > 0, (name, key)
     assert result["full"]["bytes_per_car_update"] == 4 * len(CATALOGUE)
     assert result["frames"]["cars"] == 2
+    assert result["frames"]["source"] == "simulator"
     assert "sparse" in capsys.readouterr().out
+
+
+def test_the_bench_runs_on_synthetic_frames_without_xdelta3(tmp_path: Path) -> None:
+    out = tmp_path / "codecs.json"
+    argv = ["bench", "codecs", "--frames", "synthetic", "--ticks", "2", "--cars", "1"]
+    assert main([*argv, "--xdelta3-ticks", "0", "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["frames"]["source"] == "synthetic"
+    assert "xdelta3" not in result
+    assert result["sparse"]["bytes_per_car_update"] < result["full"]["bytes_per_car_update"]
 
 
 def test_bad_bench_arguments_are_user_errors() -> None:
@@ -55,6 +66,19 @@ def test_the_synthetic_race_is_deterministic_and_in_range() -> None:
     np.testing.assert_array_equal(counts, a)
 
 
-def test_config_checks_its_values() -> None:
+def test_simulated_frames_are_deterministic_quantised_2hz_frames() -> None:
+    a = simulated_race(2, 6, seed=3, start_s=10.0)
+    assert a.shape == (6, 2, len(CATALOGUE)) and a.dtype == np.int32
+    np.testing.assert_array_equal(a, simulated_race(2, 6, seed=3, start_s=10.0))
+    np.testing.assert_array_equal(CATALOGUE.quantise(CATALOGUE.dequantise(a)), a)
+    speed = CATALOGUE.index["speed"]
+    assert np.all(a[:, :, speed] > 0)  # racing, past the start
+    assert np.any(a[1:] != a[:-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"cars": 0}, {"ticks": 1}, {"frames": "replay"}, {"start_s": -1.0}]
+)
+def test_config_checks_its_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        BenchConfig(cars=0)
+        BenchConfig(**kwargs)  # type: ignore[arg-type]
