@@ -35,7 +35,6 @@ __all__ = ["KafkaBus", "KafkaConsumer", "KafkaProducer", "KafkaSettings"]
 logger = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
-_UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +221,8 @@ class KafkaBus:
     async def ensure_topic(self, topic: str, partitions: int) -> None:
         """Create ``topic`` with ``partitions`` partitions unless it exists.
 
-        An existing topic keeps its partition count.
+        An existing topic keeps its partition count.  Nothing is created when
+        the topic exists (a cluster may allow reading topics but not creating).
         """
         if partitions <= 0:
             raise ValueError("a topic needs at least one partition")
@@ -230,31 +230,53 @@ class KafkaBus:
         async with self._topic_lock:
             if topic in self._partition_counts:
                 return
-            try:
-                response = await admin.create_topics([NewTopic(topic, partitions, 1)])
-            except KafkaError as exc:
-                raise bus_error(f"creating topic {topic}", exc) from exc
-            for name, code, *rest in response.topic_errors:
-                if name == topic and code not in (0, _TOPIC_ALREADY_EXISTS):
-                    message = rest[0] if rest and rest[0] else f"error code {code}"
-                    raise BusError(f"cannot create topic {topic}: {message}")
-            self._partition_counts[topic] = await self._describe(topic)
-        logger.info("topic %s has %d partitions", topic, self._partition_counts[topic])
+            count = await self._describe(topic)
+            if count == 0:
+                await self._create(admin, topic, partitions)
+                count = await self._await_topic(topic)
+            self._partition_counts[topic] = count
+        logger.info("topic %s has %d partitions", topic, count)
+
+    async def _create(self, admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
+        try:
+            response = await admin.create_topics([NewTopic(topic, partitions, 1)])
+        except KafkaError as exc:
+            raise bus_error(f"creating topic {topic}", exc) from exc
+        for name, code, *rest in response.topic_errors:
+            # Already exists: another process was quicker, which is fine.
+            if name == topic and code not in (0, _TOPIC_ALREADY_EXISTS):
+                message = rest[0] if rest and rest[0] else f"error code {code}"
+                raise BusError(f"cannot create topic {topic}: {message}")
+
+    async def _await_topic(self, topic: str) -> int:
+        """Partitions of a just-created topic, once the metadata shows it."""
+        timeout_s = self.settings.request_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    count = await self._describe(topic)
+                    if count:
+                        return count
+                    # Metadata lags creation on a multi-broker cluster; ask again.
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise BusError(
+                f"topic {topic} was created but is not visible after {timeout_s:g} s"
+            ) from None
 
     async def _describe(self, topic: str) -> int:
-        """Partitions of ``topic`` according to the cluster, 0 if it does not exist."""
+        """Partitions of ``topic`` according to the cluster, 0 if it does not exist.
+
+        Asks for the metadata of all topics: naming a topic in a metadata
+        request would let the broker auto-create it with its default count.
+        """
         try:
-            described = await self._admin_client().describe_topics([topic])
+            described = await self._admin_client().describe_topics(None)
         except KafkaError as exc:
             raise bus_error(f"describing topic {topic}", exc) from exc
         for entry in described:
-            if entry["topic"] != topic:
-                continue
-            if entry["error_code"] == _UNKNOWN_TOPIC_OR_PARTITION:
-                return 0
-            if entry["error_code"] != 0:
-                raise BusError(f"cannot describe topic {topic}: error code {entry['error_code']}")
-            return len(entry["partitions"])
+            if entry["topic"] == topic and entry["error_code"] == 0:
+                return len(entry["partitions"])
         return 0
 
     async def partitions(self, topic: str) -> int:
