@@ -40,6 +40,9 @@ __all__ = ["FanoutConfig", "prepare_race", "run_fanout"]
 
 logger = logging.getLogger(__name__)
 
+#: Ticks fed at once before the run, so the node's replay ring (240 ticks by
+#: default) is full and its memory at steady state when the baseline RSS is read.
+PREFILL_TICKS = 240
 #: Subscribers per generator process (the per-process cap is 20,000 open files).
 MAX_PER_GENERATOR = 15_000
 _ADAPTER = "slipstream.bench.slipstream_adapter:make_adapter"
@@ -104,7 +107,10 @@ class FanoutConfig:
 
     def race_seconds(self) -> float:
         """Race length that covers connecting, warm-up, the window and a margin."""
-        return 60.0 + self.warmup_s + self.duration_s + self.grace_s + self.subscribers / 200
+        return (
+            PREFILL_TICKS / 2 + 60.0 + self.warmup_s + self.duration_s + self.grace_s
+            + self.subscribers / 100
+        )  # fmt: skip
 
 
 def prepare_race(cars: int, seconds: float, seed: int, progress: Progress | None = None) -> Path:
@@ -176,12 +182,14 @@ def run_fanout(
     sub = Subscription(race.race, followed, cfg.groups, cfg.codec)
     label = f"[{cfg.transport} N={cfg.subscribers}]"
     procs = _Procs()
-    state: dict[str, Any] = {"tick": -1, "tick_ns": {}, "race_over": False, "profile": None}
+    state: dict[str, Any] = {
+        "tick": -1, "tick_ns": {}, "lag_s": {}, "race_over": False, "profile": None
+    }  # fmt: skip
     try:
         server_conn = procs.start(
             server_main,
             ServerSpec(str(race_path), cfg.node_codec, cfg.poll_hold_s,
-                       profile_path=cfg.profile_path),
+                       prefill_ticks=PREFILL_TICKS, profile_path=cfg.profile_path),
             "bench-node",
         )  # fmt: skip
 
@@ -192,6 +200,7 @@ def run_fanout(
             elif kind == "tick":
                 state["tick"] = message[1]
                 state["tick_ns"][message[1]] = message[2]
+                state["lag_s"][message[1]] = message[3]
             elif kind == "race_over":
                 state["race_over"] = True
             elif kind == "profile":
@@ -227,7 +236,7 @@ def run_fanout(
                 f"ticks received {sum(x.ticks_seen for x in g)}"
             )
 
-        pump(60, lambda: "pid" in state and state["tick"] >= 1, "waiting for the node")
+        pump(60, lambda: "pid" in state and state["tick"] > PREFILL_TICKS, "waiting for the node")
         pid = state["pid"]
         baseline = proc_sample(pid)
         count = cfg.generator_count
@@ -277,16 +286,23 @@ def run_fanout(
         pump(60, lambda: all(g.result is not None for g in gen_state.values()), "for results")
         if cfg.profile_path:
             pump(30, lambda: state["profile"] is not None, "for the profile")
+        results = [g.result for g in gen_state.values() if g.result is not None]
+        emitted: dict[int, int] = {}
+        for r in results:
+            emitted.update(r["emitted_ns"])
+        emit_delays_ms = [(ns - state["tick_ns"][t]) / 1e6 for t, ns in emitted.items()]
         result = summarise(
             transport=cfg.transport,
             subscribers=cfg.subscribers,
             window_ticks=hi - lo,
             window_s=window_s,
-            generators=[g.result for g in gen_state.values() if g.result is not None],
+            generators=results,
             server_cpu_s=end_server.cpu_s - start_server.cpu_s,
             generator_cpu_s=sum(e - s for s, e in zip(start_gens, end_gens, strict=True)),
             rss_baseline_bytes=baseline.rss_bytes,
             rss_connected_bytes=start_server.rss_bytes,
+            emit_delays_ms=emit_delays_ms,
+            loop_lags_ms=[1000 * state["lag_s"][t] for t in range(lo, hi)],
         )
     finally:
         procs.close()

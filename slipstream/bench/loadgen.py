@@ -57,6 +57,7 @@ class Tally:
         "bytes_up",
         "closed",
         "delivered",
+        "emitted_ns",
         "errors",
         "last_tick",
         "latencies_us",
@@ -75,6 +76,7 @@ class Tally:
         self.last_tick = -1
         self.closed = 0
         self.latencies_us = array("q")
+        self.emitted_ns: dict[int, int] = {}
         self.errors: list[str] = []
 
     def tick(self, stamp: TickStamp, now_ns: int, bytes_down: int, bytes_up: int) -> None:
@@ -88,6 +90,7 @@ class Tally:
             self.bytes_down += bytes_down
             self.bytes_up += bytes_up
             self.latencies_us.append((now_ns - emitted_ns) // 1000)
+            self.emitted_ns[tick] = emitted_ns
 
     def error(self, text: str) -> None:
         """Keep the first few error texts (the rest are only counted as closed)."""
@@ -284,6 +287,7 @@ class GeneratorResult:
     bytes_up: int
     ticks_seen: int
     latencies_us: bytes
+    emitted_ns: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -374,6 +378,7 @@ class LoadGenerator:
         t.window_lo, t.window_hi = lo, hi
         t.delivered = t.bytes_down = t.bytes_up = 0
         t.latencies_us = array("q")
+        t.emitted_ns = {}
 
     def result(self) -> GeneratorResult:
         """The window's figures so far."""
@@ -388,6 +393,7 @@ class LoadGenerator:
             bytes_up=t.bytes_up,
             ticks_seen=t.ticks_seen,
             latencies_us=t.latencies_us.tobytes(),
+            emitted_ns=dict(t.emitted_ns),
             errors=list(t.errors),
         )
 

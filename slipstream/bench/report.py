@@ -123,13 +123,19 @@ def _run_row(r: dict[str, Any]) -> list[Any]:
         r["transport"], r["subscribers"], r["codec"], f"{100 * r['delivered_ratio']:.2f}",
         f"{r['updates_per_s']:,.0f}", lat["p50"], lat["p99"], lat["max"], r["server_cpu_pct"],
         r["server_cpu_us_per_update"], r["bytes_per_update"], r["server_rss_per_connection_kb"],
-        r["generator_cpu_pct"], "yes" if r.get("passed") else "**no**",
+        r["generator_cpu_pct"], _lag(r), "yes" if r.get("passed") else "**no**",
     ]  # fmt: skip
+
+
+def _lag(r: dict[str, Any]) -> Any:
+    lag = r.get("node_loop_lag_ms", {}).get("max")
+    return "-" if lag is None else lag
 
 
 _RUN_HEADER = [
     "transport", "N", "codec", "delivered %", "updates/s", "p50 ms", "p99 ms", "max ms",
-    "server CPU %", "CPU µs/update", "bytes/update", "KB/conn", "generator CPU %", "pass",
+    "server CPU %", "CPU µs/update", "bytes/update", "KB/conn", "generator CPU %",
+    "node loop lag max ms", "pass",
 ]  # fmt: skip
 
 
@@ -177,7 +183,10 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "message, same wall clock); server CPU from /proc/PID/stat over the window; memory "
         "per connection = (RSS with N connected - RSS before) / N; bytes per update = bytes "
         "received per tick message (WebSocket frame headers; HTTP status line, headers and "
-        "body) plus, for long-poll, the request. A step passes with p99 <= "
+        "body) plus, for long-poll, the request; node loop lag = how late the node's "
+        "event loop woke up for each tick's feed (a busy loop delays everything, "
+        "including the emission timestamps). The node's replay ring is filled (240 "
+        "ticks) before the baseline RSS is read. A step passes with p99 <= "
         f"{rule['max_p99_ms']:g} ms and delivery >= {100 * rule['min_delivered_ratio']:g} %; "
         "the sweep stops a transport at its first failing step.",
         "",

@@ -7,7 +7,10 @@ one tick of frames (every car) every ``tick_interval_s``, on an absolute
 schedule.  Messages are tuples, first item the kind:
 
 * child -> parent: ``("ready", port, pid)`` once listening;
-  ``("tick", tick, published_ns)`` after each tick's frames are on the bus;
+  ``("tick", tick, published_ns, lag_s)`` after each tick's frames are on the
+  bus (``lag_s``: how late against the schedule, i.e. the node's event-loop
+  lag); the first ``prefill_ticks`` go out at once, so the replay ring is
+  full (steady-state memory) before anyone connects;
   ``("race_over",)`` after the last tick; ``("profile", path)`` when a
   profile was written; ``("error", text)`` if the node could not run.
 * parent -> child: ``("profile_start",)``, ``("profile_stop",)`` (cProfile of
@@ -47,6 +50,7 @@ class ServerSpec:
         default_codec: The node's default codec.
         poll_hold_s: Longest hold of a long-poll with nothing new.
         tick_interval_s: Wall time between ticks (0.5 s = 2 Hz).
+        prefill_ticks: Ticks published at once before pacing starts.
         profile_path: Where ``profile_stop`` writes cProfile stats (None: no profiling).
         max_runtime_s: The process stops by itself after this long.
     """
@@ -55,6 +59,7 @@ class ServerSpec:
     default_codec: str = "full"
     poll_hold_s: float = 25.0
     tick_interval_s: float = 0.5
+    prefill_ticks: int = 0
     profile_path: str | None = None
     max_runtime_s: float = 900.0
 
@@ -101,13 +106,18 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
     async def feed() -> None:
         producer = await bus.producer()
         await producer.send(EVENTS_TOPIC, encode_event(race.start), key=race.race.encode())
-        start = loop.time()
-        for tick, items in enumerate(ticks):
-            delay = start + tick * spec.tick_interval_s - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await producer.send_many(FRAMES_TOPIC, items)
-            send(("tick", tick, time.time_ns()))
+        for tick in range(min(spec.prefill_ticks, len(ticks))):
+            await producer.send_many(FRAMES_TOPIC, ticks[tick])
+            send(("tick", tick, time.time_ns(), 0.0))
+            await asyncio.sleep(0.001)  # let the node take each tick in turn
+        start = loop.time() - spec.prefill_ticks * spec.tick_interval_s
+        for tick in range(spec.prefill_ticks, len(ticks)):
+            due = start + tick * spec.tick_interval_s
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            lag_s = max(0.0, loop.time() - due)
+            await producer.send_many(FRAMES_TOPIC, ticks[tick])
+            send(("tick", tick, time.time_ns(), lag_s))
         send(("race_over",))
 
     bus = MemoryBus()

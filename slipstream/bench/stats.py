@@ -101,6 +101,8 @@ def summarise(
     generator_cpu_s: float,
     rss_baseline_bytes: int,
     rss_connected_bytes: int,
+    emit_delays_ms: Sequence[float] = (),
+    loop_lags_ms: Sequence[float] = (),
 ) -> dict[str, Any]:
     """The figures of one run.
 
@@ -114,6 +116,9 @@ def summarise(
         generator_cpu_s: CPU time of all generators over the window.
         rss_baseline_bytes: Server RSS before any subscriber connected.
         rss_connected_bytes: Server RSS with every subscriber connected.
+        emit_delays_ms: Per window tick, its frames on the bus -> the node emitting it.
+        loop_lags_ms: Per window tick, how late the feed ran against its schedule
+            (the node's event-loop lag).
 
     Raises:
         ValueError: Non-positive subscribers, window or generators missing.
@@ -154,6 +159,8 @@ def summarise(
             (rss_connected_bytes - rss_baseline_bytes) / subscribers / 1024, 2
         ),
         "generator_cpu_pct": round(100 * generator_cpu_s / window_s, 1),
+        "node_emit_delay_ms": latency_ms(np.asarray(emit_delays_ms, dtype=np.float64) * 1000),
+        "node_loop_lag_ms": latency_ms(np.asarray(loop_lags_ms, dtype=np.float64) * 1000),
         "generator_processes": len(generators),
         "errors": errors[:10],
     }

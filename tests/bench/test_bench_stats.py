@@ -36,6 +36,8 @@ def test_summarise_combines_generators() -> None:
         generator_cpu_s=1.0,
         rss_baseline_bytes=50 * 2**20,
         rss_connected_bytes=50 * 2**20 + 20 * 30 * 1024,
+        emit_delays_ms=[1.0, 3.0],
+        loop_lags_ms=[0.0, 0.0, 250.0],
     )
     assert result["delivered_updates"] == 199 and result["expected_updates"] == 200
     assert result["delivered_ratio"] == 0.995
@@ -48,6 +50,8 @@ def test_summarise_combines_generators() -> None:
     assert result["server_rss_per_connection_kb"] == 30.0
     assert result["generator_cpu_pct"] == 20.0
     assert result["connected"] == 20 and result["generator_processes"] == 2
+    assert result["node_emit_delay_ms"]["p50"] == 2.0
+    assert result["node_loop_lag_ms"]["max"] == 250.0
 
 
 def test_summarise_checks_arguments() -> None:
