@@ -42,6 +42,7 @@ __all__ = ["GeneratorResult", "LoadGenerator", "PollSubscriber", "Tally", "WsSub
 logger = logging.getLogger(__name__)
 
 _MAX_ERRORS_KEPT = 5
+_CONNECT_ATTEMPTS = 3
 
 
 class Tally:
@@ -333,21 +334,28 @@ class LoadGenerator:
     async def _open_one(self, factory: Callable[[], _Subscriber]) -> None:
         loop = asyncio.get_running_loop()
         local = (self.local_host, 0) if self.local_host else None
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                _, proto = await loop.create_connection(
-                    factory, self.host, self.port, local_addr=local
-                )
-                self.subscribers.append(proto)
-                await proto.ready
-        except (OSError, TimeoutError, BenchError) as exc:
-            self.failed += 1
-            self.tally.error(f"connect failed: {exc!r}")
+        for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    _, proto = await loop.create_connection(
+                        factory, self.host, self.port, local_addr=local
+                    )
+                    self.subscribers.append(proto)
+                    await proto.ready
+                return
+            except (OSError, TimeoutError, BenchError) as exc:
+                if attempt == _CONNECT_ATTEMPTS:
+                    self.failed += 1
+                    self.tally.error(f"connect failed {attempt} times: {exc!r}")
+                    return
+                # A refused or dropped connect (full accept queue) is retried after a pause.
+                await asyncio.sleep(0.5 * attempt)
 
     async def open(self, count: int, progress: Callable[[int], None] | None = None) -> None:
         """Open ``count`` more subscribers, ``connect_concurrency`` at a time.
 
-        Failures are counted in :attr:`failed`, not raised.
+        A connection that fails is tried again, up to 3 times; subscribers that
+        never got in are counted in :attr:`failed`, not raised.
         """
         if count < 0:
             raise ValueError("count must be >= 0")
