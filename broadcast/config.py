@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from slipstream.codecs import CODECS, DEFAULT_CODEC
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env
 from slipstream.errors import ConfigError
 
@@ -33,7 +34,8 @@ class BroadcastConfig:
         close_timeout_s: How long a closing handshake may take before the
             connection is aborted.
         replay_ticks: Ticks kept in the replay ring (240 = 2 minutes at 2 Hz).
-        default_codec: Codec of a subscription that names none.
+        default_codec: Codec of a subscription that names none (the codec
+            benchmark's choice, ``slipstream.codecs.DEFAULT_CODEC``; docs/codecs.md).
         poll_hold_s: How long ``GET /v1/poll`` holds a request with nothing new.
         max_send_buffer_bytes: A connection whose unsent bytes exceed this is
             behind: its deltas are dropped and it gets the next keyframe.
@@ -59,7 +61,7 @@ class BroadcastConfig:
     ping_timeout_s: float = 20.0
     close_timeout_s: float = 5.0
     replay_ticks: int = 240
-    default_codec: str = "full"
+    default_codec: str = DEFAULT_CODEC
     poll_hold_s: float = 25.0
     max_send_buffer_bytes: int = 1 << 20
     slow_fan_ticks: int = 20
@@ -87,9 +89,6 @@ class BroadcastConfig:
             raise ConfigError("slow_fan_ticks and max_errors must be at least 1")
         if self.max_message_bytes < 256:
             raise ConfigError("max_message_bytes must be at least 256")
-        # Imported here: the codec registry grows as codecs land.
-        from slipstream.codecs import CODECS
-
         if self.default_codec not in CODECS:
             raise ConfigError(
                 f"unknown default codec {self.default_codec!r}; known: {', '.join(CODECS)}"

@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 POLL_CONTENT_TYPE = "application/x-msgpack"
 STATIC = Path(__file__).with_name("static")
+_PLACEHOLDER = """<!doctype html><html><head><title>Slipstream</title></head><body>
+<h1>Slipstream broadcast node</h1><p>The dashboard is not installed; see
+<a href="/v1/channels">/v1/channels</a>, <a href="/healthz">/healthz</a>,
+<a href="/metrics">/metrics</a>.</p></body></html>
+"""
 
 
 def _bad_request(exc: ProtocolError) -> web.Response:
@@ -184,7 +189,7 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
     async def index(request: web.Request) -> web.StreamResponse:
         page = STATIC / "index.html"
         if not page.exists():
-            return web.Response(text="Slipstream broadcast node\n")
+            return web.Response(text=_PLACEHOLDER, content_type="text/html")
         return web.FileResponse(page)
 
     app = web.Application()

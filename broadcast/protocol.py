@@ -134,7 +134,7 @@ def decode_message(data: bytes) -> dict[str, Any]:
     """
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ProtocolError("malformed", f"not a msgpack message: {exc}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
         raise ProtocolError("malformed", "a message is a msgpack map with a string 't'")
@@ -276,7 +276,7 @@ def parse_control(
             obj = json.loads(data)
         else:
             obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         raise ProtocolError("malformed", f"not JSON or msgpack: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("op"), str):
         raise ProtocolError("malformed", 'a control message is a map with a string "op"')
