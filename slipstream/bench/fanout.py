@@ -34,7 +34,7 @@ from slipstream.bench.adapter import Subscription
 from slipstream.bench.generator import GeneratorSpec, generator_main
 from slipstream.bench.race import RaceFrames, simulate_race
 from slipstream.bench.server import ServerSpec, server_main
-from slipstream.bench.stats import proc_sample, summarise
+from slipstream.bench.stats import machine_busy_s, proc_sample, summarise
 
 __all__ = ["FanoutConfig", "prepare_race", "run_fanout"]
 
@@ -266,10 +266,12 @@ def run_fanout(
             server_conn.send(("profile_start",))
         start_server = proc_sample(pid)
         start_gens = [proc_sample(g.pid).cpu_s for g in gen_state.values()]
+        start_machine = machine_busy_s()
         say(f"{label} measuring ticks {lo}..{hi - 1} ({cfg.duration_s:g} s)")
         pump(cfg.duration_s + 30, lambda: state["tick"] >= hi, "during the window")
         end_server = proc_sample(pid)
         end_gens = [proc_sample(g.pid).cpu_s for g in gen_state.values()]
+        end_machine = machine_busy_s()
         if cfg.profile_path:
             server_conn.send(("profile_stop",))
         window_s = (state["tick_ns"][hi] - state["tick_ns"][lo]) / 1e9
@@ -303,7 +305,9 @@ def run_fanout(
             rss_connected_bytes=start_server.rss_bytes,
             emit_delays_ms=emit_delays_ms,
             loop_lags_ms=[1000 * state["lag_s"][t] for t in range(lo, hi)],
+            machine_busy_s=end_machine - start_machine,
         )
+        result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     finally:
         procs.close()
     result["codec"] = cfg.codec or cfg.node_codec

@@ -123,7 +123,8 @@ def _run_row(r: dict[str, Any]) -> list[Any]:
         r["transport"], r["subscribers"], r["codec"], f"{100 * r['delivered_ratio']:.2f}",
         f"{r['updates_per_s']:,.0f}", lat["p50"], lat["p99"], lat["max"], r["server_cpu_pct"],
         r["server_cpu_us_per_update"], r["bytes_per_update"], r["server_rss_per_connection_kb"],
-        r["generator_cpu_pct"], _lag(r), "yes" if r.get("passed") else "**no**",
+        r["generator_cpu_pct"], r.get("other_cpu_pct", "-"), _lag(r),
+        "yes" if r.get("passed") else "**no**",
     ]  # fmt: skip
 
 
@@ -135,7 +136,7 @@ def _lag(r: dict[str, Any]) -> Any:
 _RUN_HEADER = [
     "transport", "N", "codec", "delivered %", "updates/s", "p50 ms", "p99 ms", "max ms",
     "server CPU %", "CPU µs/update", "bytes/update", "KB/conn", "generator CPU %",
-    "node loop lag max ms", "pass",
+    "other processes CPU %", "node loop lag max ms", "pass",
 ]  # fmt: skip
 
 
@@ -156,7 +157,8 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "## Machine",
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores (shared by the node, the load generators "
-        "and anything else running)",
+        "and anything else running: the 'other processes CPU %' column says how much of "
+        "the machine other work took during each window, in % of one core)",
         f"- Memory: {m['memory_gb']} GiB; kernel {m['kernel']}; Python {m['python']}",
         f"- Open files per process: {m['open_files_limit']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),

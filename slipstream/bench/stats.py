@@ -18,6 +18,7 @@ __all__ = [
     "Capacity",
     "ProcSample",
     "latency_ms",
+    "machine_busy_s",
     "meets",
     "proc_sample",
     "summarise",
@@ -57,6 +58,15 @@ def proc_sample(pid: int) -> ProcSample:
                 rss = int(line.split()[1]) * 1024
                 break
     return ProcSample(cpu_s, rss)
+
+
+def machine_busy_s() -> float:
+    """CPU time all cores have spent busy since boot (``/proc/stat``, not idle or iowait)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # Guest time is already counted in user time.
+    return (sum(fields[:8]) - idle) / _CLK_TCK
 
 
 def latency_ms(latencies_us: Sequence[int] | np.ndarray[Any, Any]) -> dict[str, float | None]:
@@ -103,6 +113,7 @@ def summarise(
     rss_connected_bytes: int,
     emit_delays_ms: Sequence[float] = (),
     loop_lags_ms: Sequence[float] = (),
+    machine_busy_s: float | None = None,
 ) -> dict[str, Any]:
     """The figures of one run.
 
@@ -119,6 +130,9 @@ def summarise(
         emit_delays_ms: Per window tick, its frames on the bus -> the node emitting it.
         loop_lags_ms: Per window tick, how late the feed ran against its schedule
             (the node's event-loop lag).
+        machine_busy_s: CPU time of the whole machine over the window; what
+            neither the node nor the generators used is reported as
+            ``other_cpu_pct`` (other processes competing for the cores).
 
     Raises:
         ValueError: Non-positive subscribers, window or generators missing.
@@ -159,6 +173,9 @@ def summarise(
             (rss_connected_bytes - rss_baseline_bytes) / subscribers / 1024, 2
         ),
         "generator_cpu_pct": round(100 * generator_cpu_s / window_s, 1),
+        "other_cpu_pct": None
+        if machine_busy_s is None
+        else round(max(0.0, 100 * (machine_busy_s - server_cpu_s - generator_cpu_s) / window_s), 1),
         "node_emit_delay_ms": latency_ms(np.asarray(emit_delays_ms, dtype=np.float64) * 1000),
         "node_loop_lag_ms": latency_ms(np.asarray(loop_lags_ms, dtype=np.float64) * 1000),
         "generator_processes": len(generators),

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from slipstream.bench.stats import Capacity, latency_ms, meets, proc_sample, summarise
+from slipstream.bench.stats import (
+    Capacity,
+    latency_ms,
+    machine_busy_s,
+    meets,
+    proc_sample,
+    summarise,
+)
 
 
 def _gen(delivered: int, latencies: list[int], down: int, up: int = 0) -> dict[str, Any]:
@@ -38,6 +45,7 @@ def test_summarise_combines_generators() -> None:
         rss_connected_bytes=50 * 2**20 + 20 * 30 * 1024,
         emit_delays_ms=[1.0, 3.0],
         loop_lags_ms=[0.0, 0.0, 250.0],
+        machine_busy_s=2.0,
     )
     assert result["delivered_updates"] == 199 and result["expected_updates"] == 200
     assert result["delivered_ratio"] == 0.995
@@ -52,6 +60,7 @@ def test_summarise_combines_generators() -> None:
     assert result["connected"] == 20 and result["generator_processes"] == 2
     assert result["node_emit_delay_ms"]["p50"] == 2.0
     assert result["node_loop_lag_ms"]["max"] == 250.0
+    assert result["other_cpu_pct"] == 10.0  # (2.0 - 0.5 - 1.0) s over 5 s
 
 
 def test_summarise_checks_arguments() -> None:
@@ -79,3 +88,4 @@ def test_proc_sample_reads_this_process() -> None:
     assert 10 * 2**20 < after.rss_bytes < 10 * 2**30
     with pytest.raises(OSError):
         proc_sample(2**22 + 12345)
+    assert machine_busy_s() >= after.cpu_s
