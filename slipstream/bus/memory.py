@@ -97,6 +97,8 @@ class MemoryBus:
         """A consumer of ``topics``, in ``group_id`` if given."""
         if auto_offset_reset not in ("earliest", "latest"):
             raise ValueError(f"unknown auto_offset_reset {auto_offset_reset!r}")
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
         consumer = MemoryConsumer(self, list(topics), group_id, auto_offset_reset)
         self._clients.append(consumer)
         if group_id is not None:
@@ -239,6 +241,8 @@ class MemoryConsumer:
         """Records after the current positions, waiting up to ``timeout_ms``."""
         if self._closed:
             raise BusError("consumer is stopped")
+        if max_records is not None and max_records <= 0:
+            raise ValueError("max_records must be positive")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_ms / 1000
         condition = self._bus._changed
@@ -253,12 +257,16 @@ class MemoryConsumer:
                     await asyncio.wait_for(condition.wait(), remaining)
 
     def assignment(self) -> set[TopicPartition]:
-        """Partitions currently assigned."""
+        """Partitions currently assigned (none once stopped)."""
+        if self._closed:
+            return set()
         self._sync_assignment()
         return set(self._positions)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Set the next offset read from ``tp``."""
+        if self._closed:
+            raise BusError("consumer is stopped")
         self._sync_assignment()
         if tp not in self._positions:
             raise BusError(f"{tp.topic}[{tp.partition}] is not assigned to this consumer")
@@ -273,6 +281,8 @@ class MemoryConsumer:
 
     async def position(self, tp: TopicPartition) -> int:
         """Next offset read from ``tp``."""
+        if self._closed:
+            raise BusError("consumer is stopped")
         self._sync_assignment()
         if tp not in self._positions:
             raise BusError(f"{tp.topic}[{tp.partition}] is not assigned to this consumer")

@@ -395,6 +395,36 @@ async def test_commit_of_unassigned_partition_fails(any_bus: Bus, unique_topic: 
         await member.commit({TopicPartition(unique_topic("other"), 0): 1})
 
 
+async def test_arguments_are_checked(any_bus: Bus, unique_topic: Names) -> None:
+    topic = unique_topic("args")
+    with pytest.raises(ValueError):
+        await any_bus.consumer([])
+    with pytest.raises(ValueError):
+        await any_bus.consumer([topic], auto_offset_reset="newest")  # type: ignore[arg-type]
+    consumer = await any_bus.consumer([topic])
+    with pytest.raises(ValueError):
+        await consumer.getmany(timeout_ms=10, max_records=0)
+
+
+async def test_stopped_consumer(any_bus: Bus, unique_topic: Names) -> None:
+    topic, group = unique_topic("stopped"), unique_topic("group")
+    await any_bus.ensure_topic(topic, 1)
+    tp = TopicPartition(topic, 0)
+    for consumer in (
+        await any_bus.consumer([topic]),
+        await any_bus.consumer([topic], group_id=group),
+    ):
+        await consumer.stop()
+        await consumer.stop()  # twice is fine
+        assert consumer.assignment() == set()
+        with pytest.raises(BusError, match="stopped"):
+            await consumer.getmany(timeout_ms=10)
+        with pytest.raises(BusError, match="stopped"):
+            consumer.seek(tp, 0)
+        with pytest.raises(BusError, match="stopped"):
+            await consumer.position(tp)
+
+
 async def test_stop_closes_clients(any_bus: Bus, unique_topic: Names) -> None:
     topic = unique_topic("stop")
     producer = await any_bus.producer()
