@@ -21,9 +21,10 @@ mis-decodes), i.e. what ``xdelta3 -e -S none -A -n`` writes.
 
 The encoder is ours and positional, not a string matcher: frames have a fixed
 layout, so a byte that did not change sits at the same offset in the base.
-Unchanged byte runs of at least :data:`MIN_COPY` bytes become COPY from the same
-offset; the rest (changed bytes and shorter gaps) become ADD; an ADD of 1-4
-bytes followed by a COPY of 4-6 bytes share one instruction byte.  All of it is
+Unchanged byte runs of at least :data:`MIN_COPY` bytes (:data:`MIN_EDGE_COPY`
+at either end of a part) become COPY from the same offset; the rest (changed
+bytes and shorter gaps) become ADD; an ADD of 1-4 bytes followed by a COPY of
+4-6 bytes, or a COPY of 4 followed by an ADD of 1, share one instruction byte.  All of it is
 computed with numpy over every part of the tick at once.
 
 Decoding goes through the PyPI ``vcdiff-decoder`` package after a header check
@@ -46,6 +47,7 @@ from slipstream.codecs.varint import varint_lengths, write_varints
 
 __all__ = [
     "MIN_COPY",
+    "MIN_EDGE_COPY",
     "VcdiffCodec",
     "decode_vcdiff",
     "encode_vcdiff_parts",
@@ -53,8 +55,11 @@ __all__ = [
     "to_planes",
 ]
 
-#: Shortest unchanged run worth a COPY; shorter gaps are cheaper as ADD bytes.
-MIN_COPY = 3
+#: Shortest unchanged run worth a COPY between two changed runs; shorter gaps are
+#: cheaper as ADD bytes (a COPY of 3 costs an opcode, a size and an address).
+MIN_COPY = 4
+#: Shortest unchanged run worth a COPY at either end of a part (measured best).
+MIN_EDGE_COPY = 3
 
 _MAGIC = b"\xd6\xc3\xc4\x00"
 _PROLOGUE = np.frombuffer(_MAGIC + b"\x00\x01", dtype=np.uint8)
@@ -65,6 +70,7 @@ _VCD_ADLER32 = 0x04
 _ADD0 = 1  # ADD, size in the instruction stream; ADD s (1..17) is _ADD0 + s
 _COPY0 = 19  # COPY mode 0, size in the stream; COPY s (4..18) is _COPY0 + s - 3
 _ADD_COPY0 = 163  # ADD a (1..4) + COPY c (4..6), mode 0: _ADD_COPY0 + 3 (a - 1) + c - 4
+_COPY4_ADD1 = 247  # COPY 4, mode 0, then ADD 1
 
 
 @lru_cache(maxsize=64)
@@ -164,7 +170,8 @@ def encode_vcdiff_parts(
 
     add = source != target
     starts, lengths, is_add = _runs(add, is_start)
-    short = ~is_add & (lengths < MIN_COPY)
+    at_edge = is_start[starts] | np.append(is_start[starts][1:], True)
+    short = ~is_add & (lengths < np.where(at_edge, MIN_EDGE_COPY, MIN_COPY))
     if short.any():
         add |= np.repeat(short, lengths)
         starts, lengths, is_add = _runs(add, is_start)
@@ -172,15 +179,21 @@ def encode_vcdiff_parts(
     first_seg = np.flatnonzero(is_start[starts])
 
     # Instructions: runs alternate ADD / COPY inside a part, so an ADD's successor
-    # in the same part is a COPY (of at least MIN_COPY bytes).  The default code
+    # in the same part is a COPY (of at least MIN_EDGE_COPY bytes).  The default code
     # table has one-byte opcodes for ADD 1-17 and COPY 4-18; other sizes follow
     # the opcode as a varint.
     next_len = np.append(lengths[1:], 0)
     next_same = np.append(seg_part[1:] == seg_part[:-1], False)
     paired = is_add & (lengths <= 4) & next_same & (next_len >= 4) & (next_len <= 6)
-    consumed = np.append(False, paired[:-1])
+    # Then COPY 4 + ADD 1 (one opcode) for an ADD of 1 left unpaired.
+    lone_add1 = is_add & (lengths == 1) & ~paired
+    copy_paired = (
+        ~is_add & (lengths == 4) & next_same & np.append(lone_add1[1:], False)
+    ) & ~np.append(False, paired[:-1])
+    pairs = paired | copy_paired
+    consumed = np.append(False, pairs[:-1])
     in_table = np.where(is_add, lengths <= 17, (lengths >= 4) & (lengths <= 18))
-    explicit = ~in_table & ~paired & ~consumed
+    explicit = ~in_table & ~pairs & ~consumed
     size_len = np.where(explicit, varint_lengths(lengths.astype(np.uint64)), 0)
     inst_len = np.where(consumed, 0, 1 + size_len)
     opcode = np.where(
@@ -189,6 +202,7 @@ def encode_vcdiff_parts(
         np.where(in_table, _COPY0 + lengths - 3, _COPY0),
     )
     opcode[paired] = _ADD_COPY0 + 3 * (lengths[paired] - 1) + next_len[paired] - 4
+    opcode[copy_paired] = _COPY4_ADD1
     copy_at = starts - part_start[seg_part]  # SELF address: same offset in the source
     addr_len = np.where(is_add, 0, varint_lengths(copy_at.astype(np.uint64)))
 
