@@ -183,6 +183,7 @@ export class Stream {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
     if (this.socket) this.socket.close(1000, "page closed");
     this._setStatus("closed");
   }
@@ -190,6 +191,7 @@ export class Stream {
   /** Give up waiting and reconnect now (the suspended state's retry button). */
   retry() {
     clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
     this.attempt = 0;
     this.failingSince = null;
     if (this.socket && this.socket.readyState <= 1) return;
@@ -220,6 +222,21 @@ export class Stream {
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.hello = null;
+    // A dead network may leave the handshake hanging: give up on it in time to
+    // reconnect or to turn suspended (abandoned, not closed: closing a socket that
+    // is still connecting is an error in some browsers' consoles).
+    const suspendAfterMs = this.options.suspendAfterMs ?? 30000;
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 8000;
+    const budget = this.failingSince === null ? connectTimeoutMs : this.failingSince + suspendAfterMs - Date.now();
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      if (this.socket !== socket || socket.readyState !== WebSocket.CONNECTING) return;
+      this.socket = null;
+      socket.onmessage = null;
+      socket.onclose = null;
+      socket.onopen = () => socket.close(1000, "gave up waiting");
+      this._lost("no answer from the server");
+    }, Math.max(0, Math.min(connectTimeoutMs, budget)));
     socket.onmessage = (ev) => {
       if (typeof ev.data === "string") return;
       this.bytes += ev.data.byteLength;
@@ -290,6 +307,7 @@ export class Stream {
         break;
       case "tick": {
         const fresh = this.state.applyTick(msg);
+        this.lastCars = [...new Set(msg.p.map((part) => part[0]))];
         this.ticks.push([msg.race, msg.tick]);
         if (this.ticks.length > 20000) this.ticks.splice(0, 10000);
         const resume = this.resumes[this.resumes.length - 1];
