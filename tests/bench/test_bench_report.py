@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from slipstream.bench.plots import make_plots
-from slipstream.bench.report import goals, machine, write_report
+from slipstream.bench.report import goals, headline, machine, write_report
 from slipstream.bench.sweep import profile_summary
 
 
@@ -88,3 +88,14 @@ def test_plots_and_report_are_written(tmp_path: Path) -> None:
     assert "error: timed out" in text
     assert "![fanout-cpu.png](fanout-cpu.png)" in text
     assert "## Where the time goes: ws at N=19000" in text
+
+
+def test_headline_quotes_capacity_cpu_and_bytes() -> None:
+    lines = headline(_summary(), "sparse")
+    text = "\n".join(lines)
+    assert "**19,000 WebSocket subscribers** (every step passed)" in text
+    assert "**1,000 long-poll subscribers**" in text
+    assert "**8.2x the CPU per update**" in text
+    assert "WebSocket + sparse (the node's default codec): 130 B = **1/13.3**" in text
+    assert "WebSocket + full: 1366 B = **1/1.3**" in text
+    assert "long-poll adds 369 B per update over WebSocket with full" in text
