@@ -13,6 +13,9 @@ Buses:
   from ``unique_topic()`` (or :func:`slipstream.testing.unique_name`).
 * ``kafka_bus``: like ``any_bus`` but Kafka only.
 
+To wait for records or for a group to settle, use ``drain`` and ``settle`` from
+:mod:`slipstream.testing.bus`.
+
 Select one kind with ``-k memory`` / ``-k kafka`` or ``-m "not kafka"``.
 """
 
