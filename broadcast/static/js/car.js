@@ -89,6 +89,7 @@ function chartOptions(title, width, series, range) {
       {
         stroke: "#8a94a3",
         grid: { stroke: "#262c35" },
+        incrs: [5, 10, 15, 30, 60, 120],
         values: (u, ticks) => ticks.map((s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`),
       },
       { stroke: "#8a94a3", grid: { stroke: "#262c35" }, size: 44 },
