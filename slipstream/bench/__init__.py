@@ -4,14 +4,17 @@ Modules:
 
 * :mod:`slipstream.bench.wire`: sans-I/O cores of the lean load-generator
   clients (RFC 6455 client framing, HTTP/1.1 response parsing).
-* :mod:`slipstream.bench.stats`: pure figures (percentiles, /proc readings).
-* :mod:`slipstream.bench.loadgen`: a generator process opening many
-  subscribers over raw asyncio protocols.
-* :mod:`slipstream.bench.server`: a broadcast-node process fed with
-  pre-computed frames of a simulated race at 2 Hz.
-* :mod:`slipstream.bench.fanout`: the orchestrator (one run, and the sweep).
-* :mod:`slipstream.bench.plots` and :mod:`slipstream.bench.report`: PNG plots
-  and ``REPORT.md``.
+* :mod:`slipstream.bench.adapter` and :mod:`slipstream.bench.slipstream_adapter`:
+  what the clients need to know of a server's protocol.
+* :mod:`slipstream.bench.subscribers` and :mod:`slipstream.bench.loadgen`: raw
+  asyncio subscribers and the generator that opens many of them;
+  :mod:`slipstream.bench.generator` runs one in its own process.
+* :mod:`slipstream.bench.race` and :mod:`slipstream.bench.server`: a simulated
+  race's 2 Hz frames, fed to a broadcast-node process.
+* :mod:`slipstream.bench.stats`: /proc readings and the figures of a run.
+* :mod:`slipstream.bench.fanout`: one run; :mod:`slipstream.bench.sweep`: the
+  sweep; :mod:`slipstream.bench.plots` and :mod:`slipstream.bench.report`: PNG
+  plots and ``REPORT.md``; :mod:`slipstream.bench.cli`: ``slipstream bench fanout``.
 
 Exceptions::
 
