@@ -259,14 +259,23 @@ def _measure_xdelta3(frames: NDArray[np.int32], config: BenchConfig) -> dict[str
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Measure every codec (and the xdelta3 tool) on one race; the JSON document."""
+    """Measure every codec (and the xdelta3 tool) on one race; the JSON document.
+
+    Raises:
+        ValueError: The xdelta3 tool is not found (and ``xdelta3_ticks`` > 0), or
+            the simulated race ends before the ticks asked for.
+    """
+    if config.xdelta3_ticks and shutil.which(config.xdelta3) is None:
+        raise ValueError(
+            f"{config.xdelta3} not found: install Debian's xdelta3, name it with --xdelta3, "
+            "or skip it with --xdelta3-ticks 0"
+        )
     source, frames = race_frames(config)
     result: dict[str, Any] = {}
     for name in CODECS:
         result[name] = _measure_codec(name, frames, config)
     per_tick = np.sum([result[name].pop("_encode_ns") for name in CODECS], axis=0) / 1e3
-    tool = shutil.which(config.xdelta3)
-    if config.xdelta3_ticks and tool is not None:
+    if config.xdelta3_ticks:
         result["xdelta3"] = _measure_xdelta3(frames, config)
     full, sparse = result["full"], result["sparse"]
     changed = frames[1:] != frames[:-1]

@@ -70,9 +70,9 @@ def _cmd_bench_codecs(args: argparse.Namespace) -> int:
             xdelta3_ticks=args.xdelta3_ticks,
             xdelta3=args.xdelta3,
         )
+        result = run_bench(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    result = run_bench(config)
     _print_table(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

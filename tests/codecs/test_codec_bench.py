@@ -55,6 +55,8 @@ def test_the_bench_runs_on_synthetic_frames_without_xdelta3(tmp_path: Path) -> N
 def test_bad_bench_arguments_are_user_errors() -> None:
     with pytest.raises(ConfigError, match="ticks must be at least 2"):
         main(["bench", "codecs", "--ticks", "1"])
+    with pytest.raises(ConfigError, match="--xdelta3-ticks 0"):
+        main(["bench", "codecs", "--ticks", "2", "--xdelta3", "/nonexistent/xdelta3"])
 
 
 def test_the_synthetic_race_is_deterministic_and_in_range() -> None:
