@@ -34,6 +34,8 @@ class BroadcastConfig:
         close_timeout_s: How long a closing handshake may take before the
             connection is aborted.
         replay_ticks: Ticks kept in the replay ring (240 = 2 minutes at 2 Hz).
+        history_ticks: Most ticks a resume re-reads from the bus beyond the
+            ring (7200 = 1 hour); 0 disables resuming from the bus.
         default_codec: Codec of a subscription that names none (the codec
             benchmark's choice, ``slipstream.codecs.DEFAULT_CODEC``; docs/codecs.md).
         poll_hold_s: How long ``GET /v1/poll`` holds a request with nothing new.
@@ -61,6 +63,7 @@ class BroadcastConfig:
     ping_timeout_s: float = 20.0
     close_timeout_s: float = 5.0
     replay_ticks: int = 240
+    history_ticks: int = 7200
     default_codec: str = DEFAULT_CODEC
     poll_hold_s: float = 25.0
     max_send_buffer_bytes: int = 1 << 20
@@ -83,6 +86,8 @@ class BroadcastConfig:
             raise ConfigError("tick_wait_s must be >= 0")
         if self.replay_ticks < 1:
             raise ConfigError("replay_ticks must be at least 1")
+        if self.history_ticks < 0:
+            raise ConfigError("history_ticks must be >= 0")
         if self.max_send_buffer_bytes < 1024:
             raise ConfigError("max_send_buffer_bytes must be at least 1024")
         if self.slow_fan_ticks < 1 or self.max_errors < 1:
@@ -103,6 +108,7 @@ class BroadcastConfig:
             ping_interval_s=args.ping_interval,
             ping_timeout_s=args.ping_timeout,
             replay_ticks=args.replay_ticks,
+            history_ticks=args.history_ticks,
             default_codec=args.default_codec,
             poll_hold_s=args.poll_hold,
             max_send_buffer_bytes=args.max_send_buffer,
@@ -146,6 +152,14 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         default=int(_env_float("REPLAY_TICKS", d.replay_ticks)),
         help=f"ticks kept for resuming fans (default {d.replay_ticks} = 2 min at 2 Hz)",
+    )
+    parser.add_argument(
+        "--history-ticks",
+        type=int,
+        metavar="N",
+        default=int(_env_float("HISTORY_TICKS", d.history_ticks)),
+        help="most ticks a resume re-reads from Kafka past the replay ring "
+        f"(default {d.history_ticks} = 1 h; 0 = never)",
     )
     parser.add_argument(
         "--default-codec",

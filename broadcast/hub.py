@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 
 from broadcast.config import BroadcastConfig
 from broadcast.fanout import EncodedTick, FanoutStats, SubKey
+from broadcast.history import BusHistory
 from broadcast.protocol import CLOSE_TOO_SLOW
 from broadcast.ring import ReplayRing, notice_message
 from broadcast.ticks import TickData
@@ -42,6 +43,7 @@ class Hub:
         self.sessions: set[Session] = set()
         self.stats = FanoutStats()
         self.known_cars: frozenset[int] = frozenset()
+        self.history: BusHistory | None = None
         self._tick_event = asyncio.Event()
         self.poll_waiting = 0
         self.closing = False
@@ -57,6 +59,9 @@ class Hub:
         )
         self.m_replayed = r.counter(
             "slipstream_replayed_ticks_total", "Ticks sent again to resuming fans"
+        )
+        self.m_history = r.counter(
+            "slipstream_history_ticks_total", "Ticks re-read from the bus for resumes past the ring"
         )
         self.m_keyframes = r.counter(
             "slipstream_keyframes_forced_total", "Keyframes sent in place of deltas, by reason"
@@ -98,6 +103,19 @@ class Hub:
         if published:
             self._tick_event.set()
             self._tick_event = asyncio.Event()
+
+    async def history_ticks(self, race: str, after: int) -> list[EncodedTick] | None:
+        """Ticks after ``after`` up to the ring's first, from the bus (None: unavailable)."""
+        ring = self.ring
+        if self.history is None or ring.race != race or not len(ring):
+            return None
+        first = next(iter(ring)).tick
+        if after >= first - 1 or first - 1 - after > self.config.history_ticks:
+            return None
+        ticks = await self.history.ticks(race, after, first - 1)
+        if ticks:
+            self.m_history.inc(float(len(ticks)))
+        return ticks
 
     def close(self) -> None:
         """The node is stopping: wake every held long-poll."""

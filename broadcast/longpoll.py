@@ -111,6 +111,27 @@ def _collect(
     return messages, Cursor(last.race, last.tick)
 
 
+async def _from_history(
+    hub: Hub, sub: Any, cursor: Cursor | None, keyframe: bool
+) -> tuple[list[bytes], Cursor] | None:
+    """Messages after a cursor past the ring, re-read from the bus (None: not there)."""
+    latest = hub.ring.latest
+    if cursor is None or latest is None or cursor.race != latest.race:
+        return None
+    if cursor.tick >= latest.tick or hub.ring.after(cursor.race, cursor.tick) is not None:
+        return None
+    ticks = await hub.history_ticks(cursor.race, cursor.tick)
+    if not ticks:
+        return None
+    ticks += hub.ring.after(cursor.race, ticks[-1].tick) or []
+    messages: list[bytes] = []
+    for i, tick in enumerate(ticks):
+        messages.extend(tick.event_messages())
+        messages.append(tick.message(sub.key, keyframe and i == 0))
+    hub.m_replays.inc()
+    return messages, Cursor(ticks[-1].race, ticks[-1].tick)
+
+
 def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
     """The aiohttp application of a node."""
 
@@ -124,7 +145,12 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
         loop_deadline = loop.time() + hub.config.poll_hold_s
         hub.poll_waiting += 1
         try:
+            next_cursor: Cursor | None
             while True:
+                history = await _from_history(hub, sub, cursor, keyframe)
+                if history is not None:
+                    messages, next_cursor = history
+                    break
                 messages, next_cursor = _collect(hub, sub, cursor, keyframe)
                 remaining = loop_deadline - loop.time()
                 if messages or remaining <= 0 or hub.closing:

@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from broadcast.admin import RaceInfo, add_admin_routes
 from broadcast.config import BroadcastConfig
 from broadcast.dispatch import DispatchProtocol
+from broadcast.history import BusHistory, TickIndex
 from broadcast.hub import Hub
 from broadcast.longpoll import make_app
 from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
@@ -148,6 +149,9 @@ class BroadcastServer:
         self._assembler = TickAssembler(
             cfg.tick_wait_s, lambda car: partition_for(car_key(car), partitions)
         )
+        self._index = TickIndex()
+        if cfg.history_ticks > 0:
+            self.hub.history = BusHistory(self.bus, cfg.frames_topic, self._index, self.hub.stats)
         self._consumer = await self.bus.consumer(
             [cfg.frames_topic, cfg.events_topic], group_id=None, auto_offset_reset="earliest"
         )
@@ -223,6 +227,7 @@ class BroadcastServer:
         loop = asyncio.get_running_loop()
         assembler = self._assembler
         frames_topic = self.config.frames_topic
+        index = self._index
         while True:
             deadline = assembler.next_deadline()
             timeout_ms = 200
@@ -238,6 +243,8 @@ class BroadcastServer:
                         frame = decode_frame(record.value)
                         frames += 1
                         ticks += assembler.add_frame(frame, record.partition, now)
+                        if frame.race == assembler.race:
+                            index.add_frame(frame.race, frame.tick, record.partition, record.offset)
                     else:
                         ticks += assembler.add_event(decode_event(record.value), now)
                 except RecordError as exc:
@@ -246,6 +253,8 @@ class BroadcastServer:
             if frames:
                 self._m_frames.inc(float(frames))
             if ticks:
+                for data in ticks:
+                    index.add_tick(data)
                 self.race_info.observe(ticks)
                 self.hub.publish(ticks, assembler.known_cars)
 

@@ -15,6 +15,7 @@ import logging
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from broadcast.fanout import EncodedTick
 from broadcast.hub import Hub
 from broadcast.protocol import (
     CLOSE_BAD_INPUT,
@@ -25,7 +26,7 @@ from broadcast.protocol import (
     encode_message,
     parse_control,
 )
-from broadcast.ring import notice_message, plan_resume
+from broadcast.ring import ResumePlan, notice_message, plan_resume
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import CODECS
 
@@ -147,6 +148,11 @@ class Session:
         self.sub = sub
         await self._send(encode_message(ack))
         plan = plan_resume(self.hub.ring, sub.cursor, sub.keyframe)
+        history = None
+        if plan.jump and sub.cursor is not None and latest is not None:
+            history = await self.hub.history_ticks(sub.cursor.race, sub.cursor.tick)
+            if history is not None:  # past the ring, but the bus still has it
+                plan = ResumePlan([], None, False, sub.keyframe)
         if plan.notice is not None:
             await self._send(plan.notice)
             self.hub.m_keyframes.inc(reason="resume_gap")
@@ -161,8 +167,10 @@ class Session:
             self.race, self.last_tick = sub.cursor.race, sub.cursor.tick
             if plan.wait_until >= 0:
                 self.wait_until = (sub.cursor.race, plan.wait_until)
-            if plan.replay:
+            if plan.replay or history:
                 self.hub.m_replays.inc()
+            for tick in history or ():
+                await self._send_tick(tick, sub)
         await self._catch_up(sub)
 
     async def _catch_up(self, sub: Subscribe) -> None:
@@ -185,9 +193,13 @@ class Session:
                 self.live = True
                 return
             for tick in pending:
-                for event in tick.event_messages():
-                    await self._send(event)
-                await self._send(tick.message(sub.key, self.needs_keyframe))
-                self.needs_keyframe = False
-                self.hub.m_replayed.inc()
-                self.race, self.last_tick = tick.race, tick.tick
+                await self._send_tick(tick, sub)
+
+    async def _send_tick(self, tick: EncodedTick, sub: Subscribe) -> None:
+        """Send one tick (and its events) of a replay."""
+        for event in tick.event_messages():
+            await self._send(event)
+        await self._send(tick.message(sub.key, self.needs_keyframe))
+        self.needs_keyframe = False
+        self.hub.m_replayed.inc()
+        self.race, self.last_tick = tick.race, tick.tick

@@ -176,6 +176,14 @@ class TickAssembler:
         """Ticks complete by now (call after each batch of frames and events)."""
         return self._ready(now_s)
 
+    def flush(self) -> list[TickData]:
+        """Emit every pending tick of the current race now, complete or not."""
+        r = self._race
+        out: list[TickData] = []
+        while r is not None and r.pending:
+            out += self._emit_through(r, min(r.pending))
+        return out
+
     def next_deadline(self) -> float | None:
         """When :meth:`poll` may next emit something (None: nothing pending)."""
         r = self._race

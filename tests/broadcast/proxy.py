@@ -15,11 +15,13 @@ class Proxy:
     Attributes:
         strip_upgrade: Remove ``Upgrade``/``Connection`` headers from requests, as
             some proxies do (the WebSocket handshake then fails).
+        refuse: Abort new connections at once (the node looks unreachable).
     """
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.strip_upgrade = False
+        self.refuse = False
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -51,6 +53,9 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refuse:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:

@@ -73,7 +73,8 @@ async def test_resume_after_server_abort_and_client_drop_loses_nothing(
 async def test_a_gap_past_the_replay_window_gives_a_keyframe_and_a_notice(
     any_bus: Bus, unique_topic: Callable[[str], str]
 ) -> None:
-    async with node(any_bus, unique_topic, replay_ticks=5) as (server, feeder):
+    # Ring: ticks 15..19; the bus could serve 10 more (5..14) but the fan needs 3..14.
+    async with node(any_bus, unique_topic, replay_ticks=5, history_ticks=10) as (server, feeder):
         await feeder.start_race()
         await feed(feeder, range(20))
         await wait_for_tick(server, 19)
@@ -95,6 +96,45 @@ async def test_a_gap_past_the_replay_window_gives_a_keyframe_and_a_notice(
         finally:
             await fan.close()
         assert isinstance(notice, NoticeItem) and notice.code == "race_changed"
+
+
+@pytest.mark.parametrize("transport", ["ws", "poll"])
+async def test_a_resume_past_the_ring_is_replayed_from_the_bus(
+    any_bus: Bus, unique_topic: Callable[[str], str], transport: str
+) -> None:
+    async with (
+        node(any_bus, unique_topic, replay_ticks=5, poll_hold_s=1.0) as (server, feeder),
+        Proxy(server.port) as proxy,
+    ):
+        await feeder.start_race()
+        await feed(feeder, range(9))
+        fan = Collector(make_client(proxy.url, transport=transport, cursor=Cursor("R1", -1)))
+        late = None
+        try:
+            await fan.wait_tick(8, 48)
+            proxy.refuse = True  # the fan is away while ticks 9..19 go by
+            proxy.drop_all()
+            await fan.wait(is_state("reconnecting"))
+            await feeder.event(10, "flag", [], flag="yellow")
+            await feed(feeder, range(9, 20))
+            await wait_for_tick(server, 19)
+            assert next(iter(server.hub.ring)).tick == 15
+            proxy.refuse = False  # back: 9..14 are re-read from the bus, 15..19 from the ring
+            await fan.wait_tick(19, 1)
+            # A newcomer from the race start: 0..14 from the bus.
+            late = Collector(make_client(server.url, transport=transport, cursor=Cursor("R1", -1)))
+            await late.wait_tick(19, 1)
+        finally:
+            await fan.close()
+            if late is not None:
+                await late.close()
+        want = oracle("R1", range(20), CARS, None, SKIP)
+        for collector in (fan, late):
+            assert not [i for i in collector.items if isinstance(i, NoticeItem)]
+            assert same_frames(frames(collector.items), want)
+            events = [(i.kind, i.tick) for i in collector.items if isinstance(i, EventItem)]
+            assert events == [("race_start", 0), ("flag", 10)]
+        assert server.hub.m_history.value() >= 6 + 15
 
 
 async def test_changing_the_subscription_takes_effect_on_the_next_tick(

@@ -157,3 +157,19 @@ def test_each_codec_encodes_once_per_tick_and_equal_subscriptions_share_bytes() 
     assert stats.encodes == 1  # one encode serves every sparse subscription
     tick.message(((1, 2), (0, 3), "full"), False)
     assert stats.encodes == 2 and stats.assemblies == 4
+
+
+def test_tick_index_spans_and_coverage() -> None:
+    from broadcast.history import TickIndex
+
+    index = TickIndex()
+    for offset, tick in enumerate([0, 0, 1, 2, 2, 5]):  # two cars on partition 0
+        index.add_frame("R", tick, 0, 10 + offset)
+    index.add_frame("R", 1, 1, 3)
+    assert index.span(1, 2) == {0: (12, 15), 1: (3, 4)}
+    assert index.span(3, 4) == {}
+    assert index.span(2, 9) == {0: (13, 16)}
+    assert index.covers("R", -1) and index.covers("R", 4) and not index.covers("S", 4)
+    index.add_frame("S", 0, 0, 99)  # a new race starts a new index
+    assert index.span(0, 5) == {0: (99, 100)}
+    assert not index.covers("R", 1)
