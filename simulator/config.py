@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 from simulator.track import TRACKS
 from slipstream.errors import ConfigError
@@ -110,11 +111,13 @@ class SimulatorConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SimulatorConfig:
         """Build from the flags added by :func:`add_simulator_arguments`."""
-        values = {
-            f.name: getattr(args, f"sim_{f.name}")
-            for f in fields(cls)
-            if hasattr(args, f"sim_{f.name}")
-        }
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if hasattr(args, f"sim_{f.name}"):
+                value = getattr(args, f"sim_{f.name}")
+                # A flag left unset (None) keeps the field's default.
+                if value is not None or f.default is None:
+                    values[f.name] = value
         return cls(**values)
 
 
@@ -141,7 +144,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--speed",
         dest="sim_speed",
         type=float,
-        default=1.0,
+        default=None,
         metavar="X",
         help="multiple of real time; 0 = as fast as possible (default 1)",
     )
