@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from slipstream.codecs import CODECS
 from tests.browser.conftest import Live, Pages, screenshot
 from tests.browser.proxy import CutProxy
 
@@ -218,3 +219,16 @@ async def test_phone_sized_screen(live: Live, pages: Pages) -> None:
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
     await screenshot(page, "fan-phone", full_page=True)
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+async def test_every_codec_in_the_browser(live: Live, pages: Pages, codec: str) -> None:
+    page = await pages.open(live.url + f"/?codec={codec}")
+    await wait_rows(page)
+    await page.wait_for_function("window.__slipstream.field.ticks.length >= 4")
+    await page.wait_for_function("window.__slipstream.detail.ticks.length >= 4")
+    assert await page.evaluate("window.__slipstream.field.subscribed.codec") == codec
+    assert await page.evaluate("window.__slipstream.detail.state.needsKeyframe") is False
+    await page.wait_for_function(
+        "document.querySelectorAll('#tyres .temp[data-range]').length === 12"
+    )

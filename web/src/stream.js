@@ -312,7 +312,9 @@ export class Stream {
         if (this.ticks.length > 20000) this.ticks.splice(0, 10000);
         const resume = this.resumes[this.resumes.length - 1];
         if (resume && resume.first === null) resume.first = msg.tick;
-        if (typeof msg.ts === "number" && msg.ts > 0) {
+        // Delivery latency of live ticks only: not the catch-up keyframe or replayed ticks.
+        const live = this.hello && typeof this.hello.tick === "number" ? msg.tick > this.hello.tick : resume?.first !== msg.tick;
+        if (live && typeof msg.ts === "number" && msg.ts > 0) {
           this.latencyMs.push(Date.now() - msg.ts / 1e6);
           if (this.latencyMs.length > 2000) this.latencyMs.splice(0, 1000);
         }
