@@ -15,7 +15,7 @@ from broadcast.config import BroadcastConfig, add_broadcast_arguments
 from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
 from broadcast.protocol import ProtocolError, parse_cursor
 from slipstream.bus import make_bus
-from slipstream.config import BusConfig, add_bus_arguments
+from slipstream.config import BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
 
 __all__ = ["register"]
@@ -86,6 +86,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     sub.add_argument("--count", type=int, metavar="N", help="stop after N car-frames")
     sub.add_argument(
+        "--token",
+        default=env("TOKEN"),
+        help="access token (env SLIPSTREAM_TOKEN; see `slipstream token`)",
+    )
+    sub.add_argument(
         "--json", action="store_true", help="print JSON lines (default: a short summary)"
     )
     sub.set_defaults(func=_cmd_subscribe)
@@ -132,6 +137,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             codec=args.codec,
             transport=args.transport,
             cursor=cursor,
+            token=args.token,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -172,5 +178,5 @@ async def _subscribe(client: Client, count: int | None, as_json: bool) -> int:
                 sys.stderr.write(f"{item.state} via {item.transport}{detail}\n")
             out.flush()
     except ClientError as exc:
-        raise ConfigError(f"the node refused the subscription: {exc}") from None
+        raise ConfigError(f"the node refused: {exc}") from None
     return 0

@@ -38,8 +38,25 @@ logger = logging.getLogger(__name__)
 TRANSPORTS = ("auto", "ws", "poll")
 
 
+#: HTTP statuses that retrying as is cannot fix (no or a bad token, out of scope).
+FATAL_STATUSES = (401, 403)
+#: Close codes that retrying as is cannot fix (docs/security.md).
+FATAL_CLOSE_CODES = (4001, 4003, 4004)
+
+
 class ClientError(BroadcastError):
-    """The server rejected the subscription (bad car, group, codec or cursor)."""
+    """The node refused the subscription or the token; retrying as is cannot help."""
+
+
+async def _until_closed(ws: ClientConnection) -> AsyncIterator[str | bytes]:
+    """The connection's messages; a close that retrying cannot fix raises ClientError."""
+    try:
+        async for data in ws:
+            yield data
+    except ConnectionClosed as exc:
+        if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
+            raise ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}") from None
+        raise
 
 
 class _UpgradeRefused(Exception):
@@ -246,8 +263,16 @@ class Client:
                 additional_headers=self._headers(),
             )
         except InvalidStatus as exc:
-            if exc.response.status_code < 500:
-                raise _UpgradeRefused(f"HTTP {exc.response.status_code}") from exc
+            status = exc.response.status_code
+            if status in FATAL_STATUSES:
+                body = (
+                    exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+                )
+                raise ClientError(
+                    f"the node refused the connection: HTTP {status} {body}"
+                ) from None
+            if status < 500 and status != 429:
+                raise _UpgradeRefused(f"HTTP {status}") from exc
             raise
         except InvalidHandshake as exc:
             raise _UpgradeRefused(str(exc)) from exc
@@ -257,7 +282,7 @@ class Client:
             await ws.send(json.dumps(self._subscription(resume=True)))
             yield StateItem("connected", "ws")
             asked = False
-            async for data in ws:
+            async for data in _until_closed(ws):
                 if isinstance(data, str):
                     continue
                 acks = self.decoder.acks
@@ -300,7 +325,7 @@ class Client:
                 async with http.get(
                     f"{self.base_url}/v1/poll", params=params, timeout=timeout
                 ) as resp:
-                    if resp.status == 400:
+                    if resp.status == 400 or resp.status in FATAL_STATUSES:
                         body = await resp.json(content_type=None)
                         raise ClientError(f"{body.get('code')}: {body.get('message')}")
                     resp.raise_for_status()
