@@ -27,6 +27,15 @@ function fmtBytes(x) {
 // Each card: id, title, figure(prev, cur) -> number|null, text(value), sub(prev, cur) -> string.
 const CARDS = [
   {
+    id: "sim-out", title: "simulator records/s into raw",
+    figure: (p, c) => rate(p, c, "slipstream_sim_records_total"),
+    sub: (p, c) => {
+      const t = c.sum("slipstream_sim_race_time_seconds");
+      const clock = t === null ? "—" : `${Math.floor(t / 60)}:${String(Math.floor(t % 60)).padStart(2, "0")}`;
+      return `${fmt(rate(p, c, "slipstream_sim_samples_total"))} samples/s · race time ${clock}`;
+    },
+  },
+  {
     id: "raw-in", title: "raw records/s into downsample",
     figure: (p, c) => rate(p, c, "slipstream_raw_records_total"),
     sub: (p, c) => `${fmt(rate(p, c, "slipstream_raw_samples_total"))} samples/s`,
