@@ -92,9 +92,27 @@ class KafkaProducer:
     async def send_many(
         self, topic: str, items: Sequence[tuple[bytes | None, bytes]]
     ) -> list[RecordPosition]:
-        """Store ``(key, value)`` pairs, pipelined; returns their positions in order."""
-        futures = [await self._enqueue(topic, value, key, None) for key, value in items]
-        return [await self._acked(topic, future) for future in futures]
+        """Store ``(key, value)`` pairs, pipelined; returns their positions in order.
+
+        Raises:
+            BusError: A record was not stored (others may have been).
+        """
+        futures: list[Any] = []
+        try:
+            for key, value in items:
+                futures.append(await self._enqueue(topic, value, key, None))
+        finally:
+            # Wait for every ack even after a failure, so that no future is
+            # left with an exception nobody retrieves.
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        positions: list[RecordPosition] = []
+        for outcome in outcomes:
+            if isinstance(outcome, KafkaError):
+                raise bus_error(f"sending to {topic}", outcome) from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+            positions.append(RecordPosition(outcome.topic, outcome.partition, outcome.offset))
+        return positions
 
     async def stop(self) -> None:
         """Flush pending records and close."""
