@@ -36,7 +36,7 @@ from slipstream.bench.race import RaceFrames, simulate_race
 from slipstream.bench.server import ServerSpec, server_main
 from slipstream.bench.stats import machine_busy_s, proc_sample, summarise
 
-__all__ = ["FanoutConfig", "prepare_race", "run_fanout"]
+__all__ = ["FanoutConfig", "default_codec", "prepare_race", "run_fanout"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class FanoutConfig:
         duration_s: Length of the measurement window.
         warmup_s: Ticks skipped between "everyone connected" and the window.
         codec: Codec every subscriber asks for ("" = the node's default).
-        node_codec: The node's default codec.
+        node_codec: The node's default codec ("" = the node's own default,
+            :attr:`broadcast.config.BroadcastConfig.default_codec`).
         follow_cars: How many cars each subscriber follows (0 = every car).
         groups: Channel groups subscribed (empty = every group).
         race_cars: Cars in the simulated race.
@@ -76,7 +77,7 @@ class FanoutConfig:
     duration_s: float = 20.0
     warmup_s: float = 2.0
     codec: str = ""
-    node_codec: str = "full"
+    node_codec: str = ""
     follow_cars: int = 2
     groups: tuple[str, ...] = ()
     race_cars: int = 40
@@ -111,6 +112,13 @@ class FanoutConfig:
             PREFILL_TICKS / 2 + 60.0 + self.warmup_s + self.duration_s + self.grace_s
             + self.subscribers / 100
         )  # fmt: skip
+
+
+def default_codec() -> str:
+    """The broadcast node's default codec."""
+    from broadcast.config import BroadcastConfig
+
+    return BroadcastConfig().default_codec
 
 
 def prepare_race(cars: int, seconds: float, seed: int, progress: Progress | None = None) -> Path:
@@ -175,6 +183,7 @@ def run_fanout(
         BenchError: A process failed, or connecting/the window did not finish in time.
     """
     say = progress or (lambda text: None)
+    node_codec = cfg.node_codec or default_codec()
     if race_path is None:
         race_path = prepare_race(cfg.race_cars, cfg.race_seconds(), cfg.seed, say)
     race = RaceFrames.load(race_path)
@@ -188,7 +197,7 @@ def run_fanout(
     try:
         server_conn = procs.start(
             server_main,
-            ServerSpec(str(race_path), cfg.node_codec, cfg.poll_hold_s,
+            ServerSpec(str(race_path), node_codec, cfg.poll_hold_s,
                        prefill_ticks=PREFILL_TICKS, profile_path=cfg.profile_path),
             "bench-node",
         )  # fmt: skip
@@ -310,7 +319,7 @@ def run_fanout(
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     finally:
         procs.close()
-    result["codec"] = cfg.codec or cfg.node_codec
+    result["codec"] = cfg.codec or node_codec
     result["subscription"] = {"cars": list(followed) or "all", "groups": list(cfg.groups) or "all"}
     result["race"] = {"id": race.race, "cars": len(race.cars), "tick_hz": 2}
     result["config"] = {k: v for k, v in asdict(cfg).items() if k != "extra"}

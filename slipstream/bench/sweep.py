@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from slipstream.bench import BenchError
-from slipstream.bench.fanout import FanoutConfig, Progress, prepare_race, run_fanout
+from slipstream.bench.fanout import (
+    FanoutConfig,
+    Progress,
+    default_codec,
+    prepare_race,
+    run_fanout,
+)
 from slipstream.bench.stats import Capacity, meets
 
 __all__ = ["profile_summary", "run_sweep"]
@@ -100,7 +106,7 @@ def _run(cfg: FanoutConfig, race: Path, say: Progress, capacity: Capacity) -> di
         say(f"[{cfg.transport} N={cfg.subscribers}] failed: {exc}")
         result = {
             "transport": cfg.transport, "subscribers": cfg.subscribers,
-            "codec": cfg.codec or cfg.node_codec, "error": str(exc),
+            "codec": cfg.codec or cfg.node_codec or default_codec(), "error": str(exc),
         }  # fmt: skip
         result["passed"] = False
         return result
@@ -178,6 +184,7 @@ def run_sweep(
         "capacity_rule": {"max_p99_ms": capacity.max_p99_ms,
                           "min_delivered_ratio": capacity.min_delivered_ratio},
         "duration_s": duration_s,
+        "steps_codec": base.codec or base.node_codec or default_codec(),
         "steps": steps_runs,
         "capacities": capacities,
         "codecs": codec_runs,
