@@ -210,7 +210,11 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
             raise ConfigError("--transports takes ws, poll or both, comma-separated")
         duration = args.duration if "--duration" in sys.argv else 10.0
         capacity = Capacity(args.max_p99_ms, args.min_delivered)
-        run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)
+        summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)
+        from slipstream.bench.report import headline
+
+        for line in headline(summary, summary["steps_codec"]):
+            sys.stdout.write(line.replace("**", "") + "\n")
         return 0
     result = run_fanout(base, progress=_progress)
     _print(result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pstats
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -173,12 +174,15 @@ def run_sweep(
         n = capacities[transport]["capacity"]
         if not n:
             continue
-        path = out_dir / f"profile-{transport}-{n}.pstats"
+        # Raw stats stay out of the results folder: the summary goes into the JSON.
+        path = Path(tempfile.gettempdir()) / f"slipstream-bench-profile-{transport}-{n}.pstats"
         cfg = replace(base, transport=transport, subscribers=n, profile_path=str(path),
                       duration_s=min(duration_s, _PROFILE_RUN_S))  # fmt: skip
         result = _run(cfg, race, say, capacity)
         if path.exists():
-            profiles[transport] = {"subscribers": n, "run": result, **profile_summary(path)}
+            profiles[transport] = {
+                "subscribers": n, "run": result, "stats_file": str(path), **profile_summary(path)
+            }  # fmt: skip
     summary = {
         "command": " ".join(["slipstream", *sys.argv[1:]]),
         "capacity_rule": {"max_p99_ms": capacity.max_p99_ms,
