@@ -87,6 +87,7 @@ class Gauge(_Metric):
 
 
 def _format_value(value: float) -> str:
+    value = float(value)  # callers may pass ints (e.g. a lag count)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
