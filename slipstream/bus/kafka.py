@@ -27,6 +27,7 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from slipstream.bus.base import OffsetReset, partition_for
 from slipstream.bus.kafka_clients import KafkaConsumer, KafkaProducer, bus_error
+from slipstream.bus.names import check_topic_name
 from slipstream.config import BusConfig
 from slipstream.errors import BusError, BusUnreachableError
 
@@ -58,6 +59,8 @@ class KafkaSettings:
         acks: Producer acknowledgements: ``"all"`` (every in-sync replica),
             1 (the leader) or 0 (none; positions are then unknown).
         client_id: Client id the broker logs.
+        replication_factor: Replicas of each partition of topics Slipstream
+            creates (1 suits a single broker; 3 a production cluster).
         single_record_batches: Send every record in a batch of its own.
             Needed on Tansu, whose ListOffsets answers "base offset of the
             last batch + 1" as the end of a partition (so ``end_offsets`` and
@@ -73,6 +76,7 @@ class KafkaSettings:
     request_timeout_ms: int = 10000
     acks: str | int = "all"
     client_id: str = "slipstream"
+    replication_factor: int = 1
     single_record_batches: bool | None = None
 
     def __post_init__(self) -> None:
@@ -82,6 +86,7 @@ class KafkaSettings:
             "rebalance_timeout_ms",
             "fetch_max_wait_ms",
             "request_timeout_ms",
+            "replication_factor",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -224,6 +229,7 @@ class KafkaBus:
         An existing topic keeps its partition count.  Nothing is created when
         the topic exists (a cluster may allow reading topics but not creating).
         """
+        check_topic_name(topic)
         if partitions <= 0:
             raise ValueError("a topic needs at least one partition")
         admin = self._admin_client()
@@ -239,7 +245,9 @@ class KafkaBus:
 
     async def _create(self, admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
         try:
-            response = await admin.create_topics([NewTopic(topic, partitions, 1)])
+            response = await admin.create_topics(
+                [NewTopic(topic, partitions, self.settings.replication_factor)]
+            )
         except KafkaError as exc:
             raise bus_error(f"creating topic {topic}", exc) from exc
         for name, code, *rest in response.topic_errors:

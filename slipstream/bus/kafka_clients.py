@@ -240,6 +240,9 @@ class KafkaConsumer:
         chosen = [_kafka_tp(tp) for tp in tps]
         if not chosen:
             return {}
+        for tp in chosen:
+            # aiokafka would wait for a partition that does not exist.
+            await self._bus.partition_of(tp.topic, None, tp.partition)
         ends = await self._call("end_offsets", self._consumer.end_offsets(chosen))
         return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 

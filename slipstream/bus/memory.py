@@ -20,6 +20,7 @@ from slipstream.bus.base import (
     TopicPartition,
     partition_for,
 )
+from slipstream.bus.names import check_topic_name
 from slipstream.errors import BusError
 
 __all__ = ["MemoryBus"]
@@ -67,6 +68,7 @@ class MemoryBus:
 
     async def ensure_topic(self, topic: str, partitions: int) -> None:
         """Create ``topic`` unless it exists."""
+        check_topic_name(topic)
         if partitions <= 0:
             raise ValueError("a topic needs at least one partition")
         self._logs.setdefault(topic, [[] for _ in range(partitions)])
@@ -78,6 +80,7 @@ class MemoryBus:
     def _log(self, topic: str) -> list[list[Record]]:
         log = self._logs.get(topic)
         if log is None:
+            check_topic_name(topic)
             log = self._logs[topic] = [[] for _ in range(self.default_partitions)]
         return log
 
@@ -99,6 +102,8 @@ class MemoryBus:
             raise ValueError(f"unknown auto_offset_reset {auto_offset_reset!r}")
         if not topics:
             raise ValueError("a consumer needs at least one topic")
+        for topic in topics:
+            check_topic_name(topic)
         consumer = MemoryConsumer(self, list(topics), group_id, auto_offset_reset)
         self._clients.append(consumer)
         if group_id is not None:
@@ -312,7 +317,16 @@ class MemoryConsumer:
 
     async def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """One past the last offset of each partition."""
-        return {tp: len(self._bus._log(tp.topic)[tp.partition]) for tp in tps}
+        ends: dict[TopicPartition, int] = {}
+        for tp in tps:
+            log = self._bus._log(tp.topic)
+            if not 0 <= tp.partition < len(log):
+                raise BusError(
+                    f"topic {tp.topic} has partitions 0..{len(log) - 1}; "
+                    f"there is no partition {tp.partition}"
+                )
+            ends[tp] = len(log[tp.partition])
+        return ends
 
     async def stop(self) -> None:
         """Leave the group."""

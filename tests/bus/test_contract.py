@@ -174,6 +174,8 @@ async def test_seek_position_and_end_offsets(any_bus: Bus, unique_topic: Names) 
 
     await producer.send(topic, b"x", partition=1)
     assert await consumer.end_offsets([tp0, tp1]) == {tp0: 5, tp1: 1}
+    with pytest.raises(BusError, match="no partition 9"):
+        await consumer.end_offsets([TopicPartition(topic, 9)])
 
 
 async def test_seek_and_position_of_unassigned_partition_fail(
@@ -233,6 +235,18 @@ async def test_ensure_topic_is_idempotent_and_partitions(any_bus: Bus, unique_to
     assert await any_bus.partitions(topic) == 5
     with pytest.raises(ValueError):
         await any_bus.ensure_topic(unique_topic("ensure"), 0)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "bad name", "raw/1", "é", "x" * 250])
+async def test_topic_names_follow_kafkas_rule(any_bus: Bus, name: str) -> None:
+    # Tansu would accept these; Apache Kafka would not, so neither bus does.
+    with pytest.raises(ValueError, match="invalid topic name"):
+        await any_bus.ensure_topic(name, 1)
+    producer = await any_bus.producer()
+    with pytest.raises(ValueError, match="invalid topic name"):
+        await producer.send(name, b"v")
+    with pytest.raises(ValueError, match="invalid topic name"):
+        await any_bus.consumer([name])
 
 
 async def test_arguments_are_checked(any_bus: Bus, unique_topic: Names) -> None:

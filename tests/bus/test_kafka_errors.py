@@ -107,6 +107,8 @@ def test_settings_are_checked() -> None:
         KafkaSettings(acks="some")
     with pytest.raises(ValueError, match="request_timeout_ms must exceed"):
         KafkaSettings(request_timeout_ms=5000)  # a JoinGroup may be held 6 s
+    with pytest.raises(ValueError, match="replication_factor"):
+        KafkaSettings(replication_factor=0)
     with pytest.raises(ValueError, match="fetch_max_wait_ms"):
         KafkaSettings(fetch_max_wait_ms=0)
     with pytest.raises(ValueError, match="kafka"):
