@@ -79,9 +79,9 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--node-codec",
-        default="full",
+        default="",
         metavar="NAME",
-        help="the node's default codec (default full)",
+        help="the node's default codec (default: the node's own default)",
     )
     p.add_argument(
         "--cars",
