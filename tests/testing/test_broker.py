@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -113,3 +114,46 @@ def test_module_runs_a_broker_until_sigterm() -> None:
             process.wait()
     with pytest.raises(OSError):
         probe(host, int(port), timeout_s=1.0)
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> bool:
+    """Wait for a process that is not our child to exit (pidfd: no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
+_FORGETFUL_OWNER = """
+import os, signal, sys
+from slipstream.testing.broker import TansuBroker
+broker = TansuBroker()
+broker.start()
+print(broker._process.pid, broker.port, flush=True)
+if sys.argv[1] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_broker_dies_with_an_owner_that_forgot_it(how: str) -> None:
+    # "exit": the interpreter ends normally (atexit); "kill": SIGKILL (the
+    # kernel's parent-death signal).
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    owner = subprocess.run(
+        [sys.executable, "-c", _FORGETFUL_OWNER, how],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    pid, port = (int(word) for word in owner.stdout.split())
+    assert _wait_for_exit(pid, 10.0), f"broker {pid} outlived its owner ({how})"
+    with pytest.raises(OSError):
+        probe("127.0.0.1", port, timeout_s=1.0)
