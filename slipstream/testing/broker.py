@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,49 +39,16 @@ from pathlib import Path
 from typing import IO
 
 from slipstream.errors import SlipstreamError
+from slipstream.testing.probe import ProtocolError
+from slipstream.testing.probe import probe as kafka_probe
 
 __all__ = ["BrokerError", "TansuBroker", "free_port", "main"]
 
 logger = logging.getLogger(__name__)
 
-_API_VERSIONS = 18
-_METADATA = 3
-
 
 class BrokerError(SlipstreamError):
     """The test broker could not be started."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _kafka_request(sock: socket.socket, api_key: int, correlation_id: int, body: bytes) -> bytes:
-    """Send a version-0 request; return the response body after the correlation id."""
-    client_id = b"slipstream-probe"
-    header = struct.pack(">hhih", api_key, 0, correlation_id, len(client_id)) + client_id
-    payload = header + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-    response = _recv_exact(sock, size)
-    (got,) = struct.unpack_from(">i", response)
-    if got != correlation_id:
-        raise BrokerError(f"broker answered correlation id {got}, expected {correlation_id}")
-    return response[4:]
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        chunks += chunk
-    return bytes(chunks)
 
 
 def probe(host: str, port: int, timeout_s: float = 2.0) -> list[tuple[str, int]]:
@@ -95,27 +61,18 @@ def probe(host: str, port: int, timeout_s: float = 2.0) -> list[tuple[str, int]]
         OSError: Nothing answered, or the connection broke.
         BrokerError: The answer was not what a Kafka broker says.
     """
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        body = _kafka_request(sock, _API_VERSIONS, 1, b"")
-        (error_code,) = struct.unpack_from(">h", body)
-        if error_code != 0:
-            raise BrokerError(f"ApiVersions failed with error code {error_code}")
-        # Metadata v0 with an empty topic list: brokers and (all) topics.
-        body = _kafka_request(sock, _METADATA, 2, struct.pack(">i", 0))
-        (count,) = struct.unpack_from(">i", body)
-        at = 4
-        brokers = []
-        for _ in range(count):
-            _node_id, host_len = struct.unpack_from(">ih", body, at)
-            at += 6
-            broker_host = body[at : at + host_len].decode()
-            at += host_len
-            (broker_port,) = struct.unpack_from(">i", body, at)
-            at += 4
-            brokers.append((broker_host, broker_port))
-        if not brokers:
-            raise BrokerError("metadata lists no broker")
-        return brokers
+    try:
+        return kafka_probe(host, port, timeout_s)
+    except ProtocolError as exc:
+        raise BrokerError(str(exc)) from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def broker_binary() -> str:
