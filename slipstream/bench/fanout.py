@@ -192,7 +192,8 @@ def run_fanout(
     label = f"[{cfg.transport} N={cfg.subscribers}]"
     procs = _Procs()
     state: dict[str, Any] = {
-        "tick": -1, "tick_ns": {}, "lag_s": {}, "race_over": False, "profile": None
+        "tick": -1, "tick_ns": {}, "lag_s": {}, "node_s": {}, "race_over": False,
+        "profile": None,
     }  # fmt: skip
     try:
         server_conn = procs.start(
@@ -210,6 +211,7 @@ def run_fanout(
                 state["tick"] = message[1]
                 state["tick_ns"][message[1]] = message[2]
                 state["lag_s"][message[1]] = message[3]
+                state["node_s"][message[1]] = (message[4], message[5])
             elif kind == "race_over":
                 state["race_over"] = True
             elif kind == "profile":
@@ -317,6 +319,14 @@ def run_fanout(
             machine_busy_s=end_machine - start_machine,
         )
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        # The node's own timers (no profiler): encoding per tick, WebSocket writes per update.
+        (enc0, fan0), (enc1, fan1) = state["node_s"][lo], state["node_s"][hi]
+        result["node_encode_ms_per_tick"] = round(1000 * (enc1 - enc0) / (hi - lo), 3)
+        result["node_ws_write_us_per_update"] = (
+            round(1e6 * (fan1 - fan0) / result["delivered_updates"], 2)
+            if cfg.transport == "ws" and result["delivered_updates"]
+            else None
+        )
     finally:
         procs.close()
     result["codec"] = cfg.codec or node_codec

@@ -7,9 +7,11 @@ one tick of frames (every car) every ``tick_interval_s``, on an absolute
 schedule.  Messages are tuples, first item the kind:
 
 * child -> parent: ``("ready", port, pid)`` once listening;
-  ``("tick", tick, published_ns, lag_s)`` after each tick's frames are on the
-  bus (``lag_s``: how late against the schedule, i.e. the node's event-loop
-  lag); the first ``prefill_ticks`` go out at once, so the replay ring is
+  ``("tick", tick, published_ns, lag_s, encode_s, fanout_s)`` after each
+  tick's frames are on the bus (``lag_s``: how late against the schedule,
+  i.e. the node's event-loop lag; ``encode_s`` and ``fanout_s``: the node's
+  own counters of time spent encoding ticks and writing them to WebSockets,
+  totals so far); the first ``prefill_ticks`` go out at once, so the replay ring is
   full (steady-state memory) before anyone connects;
   ``("race_over",)`` after the last tick; ``("profile", path)`` when a
   profile was written; ``("error", text)`` if the node could not run.
@@ -39,6 +41,10 @@ from slipstream.bench.race import RaceFrames
 __all__ = ["ServerSpec", "server_main"]
 
 logger = logging.getLogger(__name__)
+
+
+#: The node's own timers reported with every tick (see the module doc).
+TIMERS = ("slipstream_tick_encode_seconds_total", "slipstream_tick_fanout_seconds_total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,7 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
         await producer.send(EVENTS_TOPIC, encode_event(race.start), key=race.race.encode())
         for tick in range(min(spec.prefill_ticks, len(ticks))):
             await producer.send_many(FRAMES_TOPIC, ticks[tick])
-            send(("tick", tick, time.time_ns(), 0.0))
+            send(("tick", tick, time.time_ns(), 0.0, *counters()))
             await asyncio.sleep(0.001)  # let the node take each tick in turn
         start = loop.time() - spec.prefill_ticks * spec.tick_interval_s
         for tick in range(spec.prefill_ticks, len(ticks)):
@@ -117,7 +123,7 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
                 await asyncio.sleep(due - loop.time())
             lag_s = max(0.0, loop.time() - due)
             await producer.send_many(FRAMES_TOPIC, ticks[tick])
-            send(("tick", tick, time.time_ns(), lag_s))
+            send(("tick", tick, time.time_ns(), lag_s, *counters()))
         send(("race_over",))
 
     bus = MemoryBus()
@@ -129,7 +135,16 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
         poll_hold_s=spec.poll_hold_s,
         server_id="bench",
     )
-    server = BroadcastServer(config, bus, Registry())
+    registry = Registry()
+    server = BroadcastServer(config, bus, registry)
+
+    def counters() -> tuple[float, float]:
+        values = []
+        for name in TIMERS:
+            metric = registry.get(name)
+            values.append(metric.value() if metric is not None else 0.0)
+        return values[0], values[1]
+
     await server.start()
     loop.add_reader(conn.fileno(), on_command)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -26,7 +26,9 @@ def _run(
         "updates_per_s": 2.0 * n, "latency_ms": {"p50": p99 / 3, "p99": p99, "max": p99 * 1.2},
         "server_cpu_pct": us * 2 * n / 1e4, "server_cpu_us_per_update": us,
         "bytes_per_update": size, "server_rss_per_connection_kb": kb,
-        "generator_cpu_pct": 10.0, "passed": passed,
+        "generator_cpu_pct": 10.0, "passed": passed, "node_encode_ms_per_tick": 1.5,
+        "node_ws_write_us_per_update": us / 2 if transport == "ws" else None,
+        "node_emit_delay_ms": {"p50": 0.7}, "node_loop_lag_ms": {"p99": 3.0, "max": 4.0},
     }  # fmt: skip
 
 
@@ -88,6 +90,8 @@ def test_plots_and_report_are_written(tmp_path: Path) -> None:
     assert "error: timed out" in text
     assert "![fanout-cpu.png](fanout-cpu.png)" in text
     assert "## Where the time goes: ws at N=19000" in text
+    assert "| ws | 19000 | full | 10.0 | 5.0 | 1.5 | 0.7 | 3.0 | 4.0 |" in text
+    assert "| poll | 1000 | full | 90.0 | - | 1.5 |" in text
 
 
 def test_headline_quotes_capacity_cpu_and_bytes() -> None:
