@@ -14,7 +14,7 @@ from slipstream.errors import ConfigError
 
 __all__ = ["register", "register_bench"]
 
-DEFAULT_STEPS = (100, 1000, 5000, 10000, 19800)
+DEFAULT_STEPS = (100, 1000, 2000, 5000, 10000, 19800)
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
