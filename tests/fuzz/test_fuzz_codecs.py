@@ -43,7 +43,9 @@ def _cases(draw: st.DrawFn, codec_name: str) -> tuple[Group, NDArray[np.int32], 
     seed = draw(st.integers(0, 2**32 - 1))
     prev, q = _frames(seed, draw(st.sampled_from([0, 1, 100, 2**16, 2**31])))
     base = prev[0, group.start : group.stop].copy()
-    source = draw(st.integers(0, 3))
+    source = draw(st.integers(0, 4 if codec_name == "vcdiff" else 3))
+    if source == 4:
+        return group, base, draw(_vcdiff_windows(4 * group.size)), True
     if source == 0:
         payload = draw(st.binary(max_size=4 * group.size + 64))
         is_delta = draw(st.booleans())
@@ -56,6 +58,45 @@ def _cases(draw: st.DrawFn, codec_name: str) -> tuple[Group, NDArray[np.int32], 
         if source == 3:  # a real delta against a base it was not made for
             base = _frames(seed + 1, 10)[0][0, group.start : group.stop].copy()
     return group, base, payload, is_delta
+
+
+def _varint(value: int) -> bytes:
+    """RFC 3284 varint: base 128, most significant group first."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+@st.composite
+def _vcdiff_windows(draw: st.DrawFn, window_size: int) -> bytes:
+    """A VCDIFF delta whose instruction sizes add up to the window (so it passes the
+    size check and reaches the decoder), with random RUN / ADD / COPY instructions,
+    address modes (SELF, HERE, near, same) and addresses, valid or not."""
+    data, inst, addr = bytearray(), bytearray(), bytearray()
+    left = window_size
+    while left > 0:
+        size = draw(st.integers(1, left))
+        kind = draw(st.integers(0, 2))
+        if kind == 0:  # RUN, explicit size
+            inst += b"\x00" + _varint(size)
+            data.append(draw(st.integers(0, 255)))
+        elif kind == 1:  # ADD, explicit size
+            inst += b"\x01" + _varint(size)
+            data += draw(st.binary(min_size=size, max_size=size))
+        else:  # COPY mode m, explicit size
+            mode = draw(st.integers(0, 8))
+            inst += bytes([19 + 16 * mode]) + _varint(size)
+            where = draw(st.one_of(st.integers(0, 2 * window_size), st.integers(0, 2**40)))
+            addr += bytes([where & 0xFF]) if mode >= 6 else _varint(where)
+        left -= size
+    source_size = draw(st.sampled_from([window_size, window_size // 2, 0]))
+    body = (_varint(window_size) + b"\x00" + _varint(len(data)) + _varint(len(inst))
+            + _varint(len(addr)) + bytes(data) + bytes(inst) + bytes(addr))  # fmt: skip
+    window = b"\x01" + _varint(source_size) + b"\x00" + _varint(len(body)) + body
+    return b"\xd6\xc3\xc4\x00\x00" + window
 
 
 def _check(size: int) -> Callable[[NDArray[np.int32]], None]:
