@@ -223,11 +223,10 @@ async def test_fallback_to_long_poll_behind_a_proxy_that_refuses_the_upgrade(
         assert same_frames(frames(fan.items), oracle("R1", range(6), [24], None, SKIP))
 
 
-async def test_a_dead_peer_is_closed_by_the_heartbeat() -> None:
-    from slipstream.bus import MemoryBus
-
-    bus = MemoryBus()
-    async with node(bus, ping_interval_s=0.2, ping_timeout_s=0.3) as (server, _):
+async def test_a_dead_peer_is_closed_by_the_heartbeat(
+    any_bus: Bus, unique_topic: Callable[[str], str]
+) -> None:
+    async with node(any_bus, unique_topic, ping_interval_s=0.2, ping_timeout_s=0.3) as (server, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
