@@ -2,12 +2,19 @@
 
 Plain sockets, no event loop, so it works from sync code and from inside a
 running loop alike.  Requests are version 0 (every broker speaks them).
+
+Hierarchy::
+
+    SlipstreamError
+    └── ProtocolError      the peer answered, but not as a Kafka broker does
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+
+from slipstream.errors import SlipstreamError
 
 __all__ = ["ProtocolError", "probe"]
 
@@ -16,7 +23,7 @@ _METADATA = 3
 _MAX_RESPONSE_BYTES = 1 << 24
 
 
-class ProtocolError(Exception):
+class ProtocolError(SlipstreamError):
     """The peer answered, but not the way a Kafka broker does."""
 
 
