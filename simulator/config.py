@@ -49,7 +49,7 @@ class SimulatorConfig:
     dropout_rate: float = 0.0
     silent_car: int | None = None
     silent_after_s: float = 30.0
-    physics_hz: int = 20
+    physics_hz: int = 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.cars <= 99:

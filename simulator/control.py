@@ -58,7 +58,7 @@ class RaceControl:
         self.pit_len = L - track.pit_entry_m + track.pit_exit_m
         self.stall_off = self.pit_len * (0.2 + 0.6 * rng.permutation(n) / max(n - 1, 1))
         self.fuel_margin = rng.uniform(1.5, 3.5, n)
-        self.wear_limit = rng.uniform(0.5, 0.75, n)
+        self.wear_limit = rng.uniform(0.45, 0.65, n)
         self.pace_dist = 0.0
         self.caution_laps = 0
         self.pit_open = True
@@ -172,6 +172,7 @@ class RaceControl:
         elif self.flag == RED and m.t >= self.red_until:
             self._set_flag(YELLOW)
             self.caution_laps = 2
+            self.pit_open = False  # opens (with pit calls) when the leader next crosses the line
         elif self.flag in (GREEN, WHITE):
             self._maybe_incident(dt)
             need = (m.fuel / m.burn_per_lap < self.fuel_margin) | (
@@ -185,13 +186,24 @@ class RaceControl:
 
     def _maybe_incident(self, dt: float) -> None:
         m = self.m
-        rng = m.rng
         hazard = m.track.spec.cautions_per_hour / 3600.0 * dt
-        if m.t - self.green_since < 20.0 or rng.random() >= hazard:
-            return
+        if m.t - self.green_since >= 20.0 and m.rng.random() < hazard:
+            self.incident()
+
+    def incident(self) -> bool:
+        """An incident now (under green), which brings out a caution.
+
+        Called at random by the hazard of the track; public so that tests and
+        demos can throw a caution.  Returns False when there is no car to crash
+        or the flag is not green.
+        """
+        m = self.m
+        rng = m.rng
+        if self.flag not in (GREEN, WHITE):
+            return False
         on_track = m.running & (self.pit_status == PIT_TRACK) & ~self.finished
         if not on_track.any():
-            return
+            return False
         weight = on_track * (0.3 + np.exp(-m.draft_m / 15.0))
         first = int(rng.choice(m.n, p=weight / weight.sum()))
         s = np.mod(m.dist, m.L)
@@ -216,6 +228,7 @@ class RaceControl:
         self.caution_laps = int(rng.integers(4, 7))
         self.pit_open = False
         self.pace_dist = float(m.dist[m.order[0]]) + 150.0
+        return True
 
     # -- the line ----------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class SummaryBuilder:
         self.finish: tuple[int, ...] = ()
         self.end_reason = "stopped"
         self._positions: dict[int, int] = {}
+        self._flag = "green"
 
     def add(self, event: RaceEvent) -> None:
         """Take one event into account."""
@@ -127,8 +128,11 @@ class SummaryBuilder:
                 self.leaders.append(event.cars[1])
             if event.cars[0] not in self.leaders:
                 self.leaders.append(event.cars[0])
-        elif kind == "flag" and data.get("flag") == "yellow":
-            self.cautions += 1
+        elif kind == "flag":
+            # A caution starts at a yellow from green (not back from a red flag).
+            if data.get("flag") == "yellow" and self._flag in ("green", "white"):
+                self.cautions += 1
+            self._flag = str(data.get("flag"))
         elif kind == "incident":
             self.incidents += 1
         elif kind == "pit_out":

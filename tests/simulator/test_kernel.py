@@ -31,7 +31,8 @@ class Run:
         return self.values[:, :, C[name]]
 
 
-def simulate(config: SimulatorConfig) -> Run:
+def simulate(config: SimulatorConfig, caution_at_s: float | None = None) -> Run:
+    """Run a whole simulation; optionally throw a caution at ``caution_at_s``."""
     sim = Simulation(config)
     parts = []
     times = []
@@ -39,6 +40,9 @@ def simulate(config: SimulatorConfig) -> Run:
     n = sim.samples_per_batch
     offsets = (np.arange(n) * 1_000_000_000) // config.rate_hz
     while (chunk := sim.next_chunk()) is not None:
+        if caution_at_s is not None and chunk.end_ns >= caution_at_s * 1e9:
+            assert sim.model.control.incident()
+            caution_at_s = None
         parts.append(chunk.values)
         times += [(t0 + offsets) / 1e9 for t0 in chunk.batch_t0_ns]
         events += chunk.events
@@ -47,8 +51,9 @@ def simulate(config: SimulatorConfig) -> Run:
 
 @pytest.fixture(scope="module")
 def short_track() -> Run:
-    # Seed 42 at the short track has a caution from ~108 s to ~327 s.
-    return simulate(SimulatorConfig(track="martinsville", seed=42, duration_s=400.0, speed=0))
+    # A caution from 100 s: ~4-6 laps behind the pace car, then a restart.
+    config = SimulatorConfig(track="martinsville", seed=42, duration_s=400.0, speed=0)
+    return simulate(config, caution_at_s=100.0)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +116,7 @@ def test_rpm_follows_speed_and_gear(short_track: Run) -> None:
     v = run.ch("speed") * MPH
     gear = run.ch("gear").astype(int)
     rpm = run.ch("rpm")
-    moving = (gear > 0) & (rpm < 9900) & (v > 10)
+    moving = (gear > 0) & (rpm < 9900) & (v > 10) & (run.ch("ignition_on") == 1)
     wheel_rpm = v / (2 * math.pi * WHEEL_RADIUS_M) * 60
     expected = wheel_rpm * FINAL_DRIVE["martinsville"] * GEAR_RATIOS[gear]
     # Speed is quantised to 0.1 mph, rpm to 10 rpm, each with ~2 counts of noise.
@@ -131,7 +136,7 @@ def test_lateral_g_is_v_squared_times_curvature(superspeedway: Run, short_track:
         expected = v * v * k / 9.80665
         np.testing.assert_allclose(run.ch("g_lat"), expected, atol=0.15)  # 0.02 g noise
         turning = expected > 1.0
-        assert turning.mean() > 0.2
+        assert turning.mean() > 0.15
         yaw = np.degrees(v * k)
         np.testing.assert_allclose(run.ch("yaw_rate"), yaw, atol=2.0)  # 0.3 deg/s noise
 
@@ -165,7 +170,7 @@ def test_timing_matches_the_race(short_track: Run) -> None:
     assert len(laps) > 40 * 10
     for event in laps[::37]:
         car = numbers.index(event.cars[0])
-        after = np.searchsorted(run.times_s, event.t_ns / 1e9 + 0.06)
+        after = np.searchsorted(run.times_s, event.t_ns / 1e9 + 1.01 / run.sim.config.physics_hz)
         assert run.ch("lap")[car, after] == event.data["lap"]
         assert run.ch("last_lap_time")[car, after] == pytest.approx(
             event.data["lap_time_s"], abs=1e-3
@@ -205,7 +210,7 @@ def test_brakes_heat_when_braking(short_track: Run) -> None:
     temp = run.ch("brake_temp_lf")
     rate = np.diff(temp, axis=1)
     braking = run.ch("brake")[:, 1:] > 30
-    assert braking.mean() > 0.03
+    assert braking.mean() > 0.02
     assert rate[braking].mean() > 20 * 5 / 120  # > 20 degC/s while braking hard
     assert rate[run.ch("throttle")[:, 1:] > 95].mean() < 0
     assert 300 < temp.max() < 1100
@@ -217,7 +222,20 @@ def test_lap_times_are_plausible_per_track() -> None:
         track = get_track(name)
         config = SimulatorConfig(track=name, cars=40, seed=11, laps=6, rate_hz=10, speed=0)
         run = simulate(config)
-        times = np.array([e.data["lap_time_s"] for e in run.events if e.kind == "lap"])
+        # Green-flag laps: none that ends under a caution or on the lap after it.
+        flags = [(e.t_ns, e.data["flag"]) for e in run.events if e.kind == "flag"]
+        yellow = [t for t, f in flags if f in ("yellow", "red")]
+        green = [next((g for g, f in flags if f == "green" and g > y), 2**62) for y in yellow]
+        slow = [
+            (y, g + int(1.5 * track.lap_time_s * 1e9)) for y, g in zip(yellow, green, strict=True)
+        ]
+        times = np.array(
+            [
+                e.data["lap_time_s"]
+                for e in run.events
+                if e.kind == "lap" and not any(a <= e.t_ns <= b for a, b in slow)
+            ]
+        )
         assert times.size > 100, name
         typical = np.percentile(times, [10, 50, 90])
         assert low <= typical[0] and typical[2] <= high, (name, typical, track.lap_time_s)
