@@ -26,6 +26,40 @@ from slipstream.errors import BusError
 __all__ = ["MemoryBus"]
 
 
+class _Partition:
+    """One partition's log; the oldest records go once it holds too many bytes."""
+
+    __slots__ = ("bytes", "records", "start")
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        #: Offset of ``records[0]`` (Kafka's log start offset).
+        self.start = 0
+        self.bytes = 0
+
+    @property
+    def end(self) -> int:
+        """Offset the next record will get."""
+        return self.start + len(self.records)
+
+    def append(self, record: Record, retention_bytes: int) -> None:
+        self.records.append(record)
+        self.bytes += len(record.value) + len(record.key or b"")
+        if self.bytes > retention_bytes * 1.1 and len(self.records) > 1:
+            # Trim in one go, down to the limit, so appends stay O(1) amortised.
+            dropped = 0
+            while self.bytes > retention_bytes and dropped < len(self.records) - 1:
+                old = self.records[dropped]
+                self.bytes -= len(old.value) + len(old.key or b"")
+                dropped += 1
+            del self.records[:dropped]
+            self.start += dropped
+
+    def read(self, position: int, stop: int) -> list[Record]:
+        """Records with offsets in [position, stop), position >= start."""
+        return self.records[position - self.start : stop - self.start]
+
+
 @dataclass
 class _Group:
     members: list[MemoryConsumer] = field(default_factory=list)
@@ -34,18 +68,26 @@ class _Group:
 
 
 class MemoryBus:
-    """A bus that keeps every record in memory.
+    """A bus that keeps recent records in memory.
+
+    Like a Kafka topic with ``retention.bytes``, each partition keeps its newest
+    records up to ``retention_bytes`` of keys and values; older ones are dropped
+    and a consumer positioned before the log start continues from it.
 
     Args:
         default_partitions: Partitions of a topic that is first used without
             :meth:`ensure_topic`.
+        retention_bytes: Bytes each partition keeps (default 32 MiB).
     """
 
     name = "memory"
 
-    def __init__(self, default_partitions: int = 8) -> None:
+    def __init__(self, default_partitions: int = 8, retention_bytes: int = 32 * 2**20) -> None:
+        if retention_bytes <= 0:
+            raise ValueError("retention_bytes must be positive")
         self.default_partitions = default_partitions
-        self._logs: dict[str, list[list[Record]]] = {}
+        self.retention_bytes = retention_bytes
+        self._logs: dict[str, list[_Partition]] = {}
         self._groups: dict[str, _Group] = {}
         self._changed = asyncio.Condition()
         self._clients: list[MemoryProducer | MemoryConsumer] = []
@@ -71,17 +113,17 @@ class MemoryBus:
         check_topic_name(topic)
         if partitions <= 0:
             raise ValueError("a topic needs at least one partition")
-        self._logs.setdefault(topic, [[] for _ in range(partitions)])
+        self._logs.setdefault(topic, [_Partition() for _ in range(partitions)])
 
     async def partitions(self, topic: str) -> int:
         """Partitions of ``topic``."""
         return len(self._log(topic))
 
-    def _log(self, topic: str) -> list[list[Record]]:
+    def _log(self, topic: str) -> list[_Partition]:
         log = self._logs.get(topic)
         if log is None:
             check_topic_name(topic)
-            log = self._logs[topic] = [[] for _ in range(self.default_partitions)]
+            log = self._logs[topic] = [_Partition() for _ in range(self.default_partitions)]
         return log
 
     async def producer(self) -> MemoryProducer:
@@ -122,9 +164,10 @@ class MemoryBus:
             partition = partition_for(key, len(log)) if key is not None else 0
         if not 0 <= partition < len(log):
             raise BusError(f"topic {topic} has no partition {partition}")
-        records = log[partition]
-        offset = len(records)
-        records.append(Record(topic, partition, offset, key, value, int(time.time() * 1000)))
+        part = log[partition]
+        offset = part.end
+        record = Record(topic, partition, offset, key, value, int(time.time() * 1000))
+        part.append(record, self.retention_bytes)
         async with self._changed:
             self._changed.notify_all()
         return RecordPosition(topic, partition, offset)
@@ -224,19 +267,21 @@ class MemoryConsumer:
             elif self._reset == "earliest":
                 positions[tp] = 0
             else:
-                positions[tp] = len(self._bus._log(tp.topic)[tp.partition])
+                positions[tp] = self._bus._log(tp.topic)[tp.partition].end
         self._positions = positions
 
     def _take(self, max_records: int | None) -> list[Record]:
         out: list[Record] = []
         for tp, position in self._positions.items():
-            records = self._bus._log(tp.topic)[tp.partition]
-            if position >= len(records):
+            part = self._bus._log(tp.topic)[tp.partition]
+            # Records before the log start are gone (retention): go on from it.
+            position = max(position, part.start)
+            if position >= part.end:
                 continue
-            stop = len(records)
+            stop = part.end
             if max_records is not None:
                 stop = min(stop, position + max_records - len(out))
-            out.extend(records[position:stop])
+            out.extend(part.read(position, stop))
             self._positions[tp] = stop
             if max_records is not None and len(out) >= max_records:
                 break
@@ -325,7 +370,7 @@ class MemoryConsumer:
                     f"topic {tp.topic} has partitions 0..{len(log) - 1}; "
                     f"there is no partition {tp.partition}"
                 )
-            ends[tp] = len(log[tp.partition])
+            ends[tp] = log[tp.partition].end
         return ends
 
     async def stop(self) -> None:
