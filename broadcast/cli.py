@@ -15,7 +15,7 @@ from broadcast.config import BroadcastConfig, add_broadcast_arguments
 from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
 from broadcast.protocol import ProtocolError, parse_cursor
 from slipstream.bus import make_bus
-from slipstream.config import BusConfig, add_bus_arguments, env
+from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
 
 __all__ = ["register"]
@@ -49,6 +49,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_bus_arguments(node, required=True)
     add_broadcast_arguments(node)
+    node.add_argument(
+        "--frames-topic",
+        default=env("FRAMES_TOPIC", FRAMES_TOPIC),
+        help=f"topic of the 2 Hz frames (default {FRAMES_TOPIC})",
+    )
+    node.add_argument(
+        "--events-topic",
+        default=env("EVENTS_TOPIC", EVENTS_TOPIC),
+        help=f"topic of the race events (default {EVENTS_TOPIC})",
+    )
     node.set_defaults(func=_cmd_broadcast)
 
     sub = commands.add_parser(

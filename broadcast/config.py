@@ -114,6 +114,9 @@ class BroadcastConfig:
             max_send_buffer_bytes=args.max_send_buffer,
             slow_fan_ticks=args.slow_fan_ticks,
             tick_wait_s=args.tick_wait,
+            # Only `slipstream broadcast` has these (other stages name topics too).
+            frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
+            events_topic=getattr(args, "events_topic", None) or EVENTS_TOPIC,
         )
 
 
