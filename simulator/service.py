@@ -76,6 +76,8 @@ class SimulatorService:
         self.faults = FaultInjector(config)
         self.summary = SummaryBuilder()
         self.records_sent = 0
+        self._pending_raw: list[tuple[bytes | None, bytes]] = []
+        self._pending_events: list[tuple[bytes | None, bytes]] = []
         self.samples = 0
         registry = registry or Registry()
         self._records_total = registry.counter(
@@ -130,16 +132,19 @@ class SimulatorService:
                         delay = start + t_send / 1e9 / cfg.speed - loop.time()
                         if delay > 0:
                             await asyncio.sleep(delay)
-                        await self._send(producer, raw, due, t_send)
-                        raw = []
+                    self._emit(raw, due, t_send)
+                    raw = []
+                    if cfg.speed > 0:
+                        await self._flush(producer)
                     else:
-                        await self._send(producer, raw, due, t_send)
-                        raw = []
                         await asyncio.sleep(0)  # let the other stages run
                     self._race_time.set(t_send / 1e9)
                 if events:
-                    await self._send(producer, [], events, chunk.end_ns)
-            await self._send(producer, self.faults.flush(), [], self.summary.last_t_ns)
+                    self._emit([], events, chunk.end_ns)
+                # Flat out, a chunk's records go to the bus in one pipelined request.
+                await self._flush(producer)
+            self._emit(self.faults.flush(), [], self.summary.last_t_ns)
+            await self._flush(producer)
         finally:
             if producer is not None:
                 await producer.stop()
@@ -150,18 +155,13 @@ class SimulatorService:
         )  # fmt: skip
         return result
 
-    async def _send(
-        self,
-        producer: Producer | None,
-        raw: list[OutRecord],
-        events: list[RaceEvent],
-        t_ns: int,
-    ) -> None:
+    def _emit(self, raw: list[OutRecord], events: list[RaceEvent], t_ns: int) -> None:
+        """Record, count and queue for the bus what is sent at race time ``t_ns``."""
         recorder = self.recorder
         if raw:
             items = [(key, value) for _, key, value in raw]
-            if producer is not None:
-                await producer.send_many(self.raw_topic, items)
+            if self.bus is not None:
+                self._pending_raw += items
             if recorder is not None:
                 for key, value in items:
                     recorder.write(t_ns, RAW_TOPIC, key, value)
@@ -169,11 +169,22 @@ class SimulatorService:
             self._records_total.inc(len(items))
         if events:
             encoded = [(self._race_key, encode_event(e)) for e in events]
-            if producer is not None:
-                await producer.send_many(self.events_topic, encoded)
+            if self.bus is not None:
+                self._pending_events += encoded
             if recorder is not None:
                 for key, value in encoded:
                     recorder.write(t_ns, EVENTS_TOPIC, key, value)
             for event in events:
                 self.summary.add(event)
             self._events_total.inc(len(events))
+
+    async def _flush(self, producer: Producer | None) -> None:
+        """Send what :meth:`_emit` queued; returns once the bus has stored it."""
+        if producer is None:
+            return
+        raw, events = self._pending_raw, self._pending_events
+        self._pending_raw, self._pending_events = [], []
+        if raw:
+            await producer.send_many(self.raw_topic, raw)
+        if events:
+            await producer.send_many(self.events_topic, events)
