@@ -179,7 +179,7 @@ def _timer_row(r: dict[str, Any]) -> list[Any] | None:
     write = r.get("node_ws_write_us_per_update")
     return [
         r["transport"], r["subscribers"], r["codec"], r["server_cpu_us_per_update"],
-        "-" if write is None else write, r.get("node_encode_ms_per_tick", "-"),
+        "-" if write is None else write, r.get("node_encode_ms_per_tick") or "-",
         emit.get("p50", "-"), lag.get("p99", "-"), lag.get("max", "-"),
     ]  # fmt: skip
 
@@ -278,10 +278,12 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "",
         "## The node's own timers (no profiler)",
         "",
-        "WebSocket write = time inside the node's synchronous `broadcast()` loop per "
-        "delivered update (frame, `transport.write`, the socket send); encode = encoding "
-        "and assembling a tick's messages; bus -> emitted = frames on the bus until the "
-        "tick is emitted; loop lag = how late the node's event loop woke for the feed.",
+        "Wall-clock timers of the node itself. WebSocket write = time inside the node's "
+        "synchronous `broadcast()` loop per delivered update (frame, `transport.write`, the "
+        "socket send); encode = encoding and assembling a tick's WebSocket messages; bus -> "
+        "emitted = frames on the bus until the tick is emitted; loop lag = how late the "
+        "node's event loop woke for the feed. Being wall time, they include any time the "
+        "node waited for a core while other processes ran (see 'other processes CPU %').",
         "",
         _table(_TIMER_HEADER, [row for r in summary["steps"] if (row := _timer_row(r))]),
         "",
