@@ -101,7 +101,7 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=0,
         metavar="P",
-        help="load-generator processes (default: one per 15,000 subscribers)",
+        help="load-generator processes (default: one per 10,000 subscribers)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures of a run as JSON")
     p.add_argument(

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 #: default) is full and its memory at steady state when the baseline RSS is read.
 PREFILL_TICKS = 240
 #: Subscribers per generator process (the per-process cap is 20,000 open files).
-MAX_PER_GENERATOR = 15_000
+MAX_PER_GENERATOR = 10_000
 _ADAPTER = "slipstream.bench.slipstream_adapter:make_adapter"
 Progress = Callable[[str], None]
 
@@ -64,7 +64,7 @@ class FanoutConfig:
         follow_cars: How many cars each subscriber follows (0 = every car).
         groups: Channel groups subscribed (empty = every group).
         race_cars: Cars in the simulated race.
-        generators: Generator processes (0 = one per 15,000 subscribers).
+        generators: Generator processes (0 = one per 10,000 subscribers).
         connect_concurrency: Connections each generator opens at once.
         grace_s: Longest wait after the window for late deliveries.
         poll_hold_s: The node's long-poll hold.
@@ -319,6 +319,9 @@ def run_fanout(
             machine_busy_s=end_machine - start_machine,
         )
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        result["generator_cpu_pct_each"] = [
+            round(100 * (e - s) / window_s, 1) for s, e in zip(start_gens, end_gens, strict=True)
+        ]
         # The node's own timers (no profiler): encoding per tick, WebSocket writes per update.
         (enc0, fan0), (enc1, fan1) = state["node_s"][lo], state["node_s"][hi]
         # (Long-poll handlers assemble their messages outside these timers.)
