@@ -128,10 +128,18 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--track",
         dest="sim_track",
+        metavar="NAME",
         default="daytona",
         help=f"track: {', '.join(f'{k} ({v.title})' for k, v in TRACKS.items())} (default daytona)",
     )
-    add("--cars", dest="sim_cars", type=int, default=40, help="field size, 1-99 (default 40)")
+    add(
+        "--cars",
+        dest="sim_cars",
+        metavar="N",
+        type=int,
+        default=40,
+        help="field size, 1-99 (default 40)",
+    )
     add(
         "--rate",
         dest="sim_rate_hz",
@@ -151,6 +159,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--seed",
         dest="sim_seed",
+        metavar="SEED",
         type=int,
         default=1,
         help="race seed; the same seed gives a byte-identical stream (default 1)",
@@ -166,6 +175,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--laps",
         dest="sim_laps",
+        metavar="N",
         type=int,
         default=None,
         help="race length in laps (default: the track's usual distance)",
