@@ -184,3 +184,20 @@ async def test_silent_car_stops_sending() -> None:
     mine = [b.t0_ns for b in batches if b.car == silent]
     assert mine and max(mine) < 1_000_000_000
     assert sum(1 for b in batches if b.car != silent) == 3 * 30
+
+
+async def test_same_seed_gives_a_byte_identical_stream() -> None:
+    config = SimulatorConfig(
+        cars=8, seed=31, duration_s=4.0, speed=0, dup_rate=0.05, reorder_rate=0.05,
+        corrupt_rate=0.05, dropout_rate=0.1,
+    )  # fmt: skip
+    streams = []
+    for _ in range(2):
+        bus = MemoryBus()
+        await SimulatorService(config, bus).run()
+        streams.append((await collect(bus, RAW_TOPIC), await collect(bus, EVENTS_TOPIC)))
+    assert streams[0] == streams[1]
+    assert len(streams[0][0]) > 8 * 40
+    other = MemoryBus()
+    await SimulatorService(SimulatorConfig(cars=8, seed=32, duration_s=4.0, speed=0), other).run()
+    assert await collect(other, RAW_TOPIC) != streams[0][0]
