@@ -41,6 +41,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=120.0, help="race seconds to simulate (default 120)"
     )
     parser.add_argument("--track", default="daytona", help="track (default daytona)")
+    parser.add_argument(
+        "--batch-ms", type=int, default=100, help="record interval per car (default 100)"
+    )
     parser.add_argument("--kafka", metavar="HOST:PORT", help="also measure through this broker")
     parser.add_argument(
         "--tansu", action="store_true", help="also measure through a throw-away Tansu broker"
@@ -114,7 +117,12 @@ def _print(name: str, figures: dict[str, float]) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print (and optionally save) the figures."""
     config = SimulatorConfig(
-        cars=args.cars, rate_hz=args.rate, speed=0, track=args.track, duration_s=args.seconds
+        cars=args.cars,
+        rate_hz=args.rate,
+        speed=0,
+        track=args.track,
+        duration_s=args.seconds,
+        batch_ms=args.batch_ms,
     )
     real_time = config.cars * config.rate_hz * len(CATALOGUE)
     sys.stdout.write(
