@@ -173,7 +173,10 @@ class Hub:
                 session.behind_from = None
                 session.behind_ticks = 0
                 self.m_keyframes.inc(reason="slow")
-            keyframe = session.needs_keyframe
+            # A new race starts from a keyframe (the fan's state is of the old one).
+            keyframe = session.needs_keyframe or (
+                session.race is not None and session.race != tick.race
+            )
             targets.setdefault((sub.key, keyframe), []).append(conn)
             everyone.append(conn)
             session.needs_keyframe = False

@@ -28,11 +28,18 @@ from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
 from broadcast.ring import notice_message
 from broadcast.session import Session
 from broadcast.ticks import TickAssembler
-from slipstream.bus import Bus, Consumer, partition_for
+from slipstream.bus import Bus, Consumer, Record, partition_for
 from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
 from slipstream.metrics import Registry
-from slipstream.records import RecordError, car_key, decode_event, decode_frame
+from slipstream.records import (
+    Frame,
+    RaceEvent,
+    RecordError,
+    car_key,
+    decode_event,
+    decode_frame,
+)
 
 __all__ = ["BroadcastServer"]
 
@@ -237,18 +244,27 @@ class BroadcastServer:
             now = loop.time()
             ticks = []
             frames = 0
+            decoded: list[tuple[Frame | RaceEvent, Record]] = []
             for record in records:
                 try:
                     if record.topic == frames_topic:
-                        frame = decode_frame(record.value)
+                        decoded.append((decode_frame(record.value), record))
                         frames += 1
-                        ticks += assembler.add_frame(frame, record.partition, now)
-                        if frame.race == assembler.race:
-                            index.add_frame(frame.race, frame.tick, record.partition, record.offset)
                     else:
-                        ticks += assembler.add_event(decode_event(record.value), now)
+                        decoded.append((decode_event(record.value), record))
                 except RecordError as exc:
                     self._m_bad.inc(reason=exc.reason)
+            # Topics are not ordered with each other: the current race's records
+            # (its last frames, then its race_end) go before a next race's.
+            current = assembler.race
+            decoded.sort(key=lambda item: item[0].race != current)
+            for item, record in decoded:
+                if isinstance(item, Frame):
+                    ticks += assembler.add_frame(item, record.partition, now)
+                    if item.race == assembler.race:
+                        index.add_frame(item.race, item.tick, record.partition, record.offset)
+                else:
+                    ticks += assembler.add_event(item, now)
             ticks += assembler.poll(loop.time())
             if frames:
                 self._m_frames.inc(float(frames))

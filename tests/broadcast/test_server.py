@@ -242,3 +242,27 @@ async def test_a_dead_peer_is_closed_by_the_heartbeat(
         assert not server.hub.sessions or all(
             s.conn.state.name != "OPEN" for s in server.hub.sessions
         )
+
+
+async def test_a_new_race_follows_on_the_same_stream(
+    any_bus: Bus, unique_topic: Callable[[str], str]
+) -> None:
+    async with node(any_bus, unique_topic) as (server, feeder):
+        await feeder.start_race()
+        await feed(feeder, range(3))
+        fan = Collector(make_client(server.url, cars=[1, 7], groups=["tyres"]))
+        try:
+            await fan.wait_tick(2, 7)
+            await feeder.event(3, "race_end")
+            feeder.race = "R2"
+            await feeder.start_race()
+            await feed(feeder, range(3))
+            await fan.wait(lambda i: isinstance(i, FrameItem) and i.race == "R2" and i.tick == 2)
+        finally:
+            await fan.close()
+        r2 = [f for f in frames(fan.items) if f[0] == "R2"]
+        assert same_frames(r2, oracle("R2", range(3), [1, 7], ["tyres"]))
+        kinds = [(i.race, i.kind) for i in fan.items if isinstance(i, EventItem)]
+        assert kinds == [("R1", "race_end"), ("R2", "race_start")]
+        assert not fan.client.decoder.needs_keyframe
+        assert server.hub.m_keyframes.value(reason="requested") == 0
