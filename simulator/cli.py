@@ -25,27 +25,41 @@ T = TypeVar("T")
 
 
 def run_until_signal(main: Awaitable[T]) -> T:
-    """Run ``main`` on a new event loop; SIGTERM cancels it like SIGINT does."""
+    """Run ``main`` on a new event loop; SIGTERM and SIGINT cancel it.
+
+    ``main`` may catch the cancellation to finish cleanly and return a result.
+    """
+    signals = (signal.SIGTERM, signal.SIGINT)
 
     async def runner() -> T:
         task = asyncio.ensure_future(main)
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
         try:
             return await task
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGTERM)
+            for sig in signals:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
 
     return asyncio.run(runner())
+
+
+async def _run_service(service: SimulatorService) -> RaceSummary:
+    """Run to the end; on a stop signal, the summary of what was sent so far."""
+    try:
+        return await service.run()
+    except asyncio.CancelledError:
+        return service.summary_so_far()
 
 
 async def _simulate(config: SimulatorConfig, args: argparse.Namespace) -> RaceSummary:
     recorder = RecordWriter(args.record) if args.record else None
     try:
         if args.kafka is None and recorder is not None:
-            return await SimulatorService(config, None, recorder=recorder).run()
+            return await _run_service(SimulatorService(config, None, recorder=recorder))
         bus_config = BusConfig.from_args(args)
         bus = make_bus(bus_config)
         await bus.start()
@@ -53,7 +67,7 @@ async def _simulate(config: SimulatorConfig, args: argparse.Namespace) -> RaceSu
             service = SimulatorService(
                 config, bus, recorder=recorder, partitions=bus_config.partitions
             )
-            return await service.run()
+            return await _run_service(service)
         finally:
             await bus.stop()
     finally:

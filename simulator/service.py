@@ -89,6 +89,8 @@ class SimulatorService:
         self._events_total = registry.counter(
             "slipstream_sim_events_total", "Race events the simulator sent"
         )
+        self._wall_start = time.perf_counter()
+        self._race_time_s = 0.0
         self._race_time = registry.gauge(
             "slipstream_sim_race_time_seconds", "Race time the simulator has reached"
         )
@@ -103,7 +105,7 @@ class SimulatorService:
             producer = await self.bus.producer()
         loop = asyncio.get_running_loop()
         start = loop.time()
-        wall = time.perf_counter()
+        self._wall_start = time.perf_counter()
         batch_ns = cfg.samples_per_batch * 1_000_000_000 // cfg.rate_hz
         n = cfg.samples_per_batch
         logger.info(
@@ -138,7 +140,8 @@ class SimulatorService:
                         await self._flush(producer)
                     else:
                         await asyncio.sleep(0)  # let the other stages run
-                    self._race_time.set(t_send / 1e9)
+                    self._race_time_s = t_send / 1e9
+                    self._race_time.set(self._race_time_s)
                 if events:
                     self._emit([], events, chunk.end_ns)
                 # Flat out, a chunk's records go to the bus in one pipelined request.
@@ -148,12 +151,18 @@ class SimulatorService:
         finally:
             if producer is not None:
                 await producer.stop()
-        result = self.summary.result(self.records_sent, self.samples, time.perf_counter() - wall)
+        result = self.summary_so_far()
         logger.info(
             "race %s done: %d laps, %d records in %.1f s", cfg.race_id, result.laps,
             result.records, result.wall_s,
         )  # fmt: skip
         return result
+
+    def summary_so_far(self) -> RaceSummary:
+        """The race summary up to now (the full one once :meth:`run` has returned)."""
+        wall = time.perf_counter() - self._wall_start
+        race_time_s = max(self._race_time_s, self.summary.last_t_ns / 1e9)
+        return self.summary.result(self.records_sent, self.samples, wall, race_time_s)
 
     def _emit(self, raw: list[OutRecord], events: list[RaceEvent], t_ns: int) -> None:
         """Record, count and queue for the bus what is sent at race time ``t_ns``."""

@@ -143,14 +143,20 @@ class SummaryBuilder:
             self.finish = tuple(int(c) for c in data.get("order", ()))
             self.laps = max(self.laps, int(data.get("laps", 0)))
 
-    def result(self, records: int = 0, samples: int = 0, wall_s: float = 0.0) -> RaceSummary:
-        """The summary so far."""
+    def result(
+        self,
+        records: int = 0,
+        samples: int = 0,
+        wall_s: float = 0.0,
+        race_time_s: float | None = None,
+    ) -> RaceSummary:
+        """The summary so far (``race_time_s`` defaults to the last event's time)."""
         finish = self.finish or tuple(sorted(self._positions, key=lambda c: self._positions[c]))
         return RaceSummary(
             race=self.race,
             track=self.track,
             laps=self.laps,
-            race_time_s=self.last_t_ns / 1e9,
+            race_time_s=self.last_t_ns / 1e9 if race_time_s is None else race_time_s,
             finish=finish,
             leaders=tuple(self.leaders),
             lead_changes=self.lead_changes,

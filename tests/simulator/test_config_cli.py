@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from slipstream.cli import main
 from slipstream.config import EVENTS_TOPIC
 from slipstream.errors import ConfigError
 from slipstream.records import RecordError, decode_raw
+from slipstream.testing.broker import TansuBroker
 
 
 @pytest.mark.parametrize(
@@ -195,3 +197,43 @@ def test_corrupted_records_do_not_decode_as_the_original() -> None:
         except RecordError:
             failed += 1
     assert failed >= 30
+
+
+def test_simulate_process_stops_cleanly_on_sigterm(kafka_broker: TansuBroker) -> None:
+    """A real `slipstream simulate --kafka` process: records flow; SIGTERM ends it cleanly."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+
+    from slipstream.bus import make_bus
+    from slipstream.config import RAW_TOPIC, BusConfig
+
+    seed = 7000 + os.getpid() % 1000
+    argv = [sys.executable, "-m", "slipstream", "simulate", "--kafka", kafka_broker.bootstrap,
+            "--cars", "4", "--seed", str(seed), "--speed", "1"]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        async def first_record() -> None:
+            bus = make_bus(BusConfig(kafka=kafka_broker.bootstrap))
+            await bus.start()
+            try:
+                consumer = await bus.consumer([RAW_TOPIC], auto_offset_reset="earliest")
+                async with asyncio.timeout(30):
+                    while True:
+                        records = await consumer.getmany(timeout_ms=200)
+                        if any(decode_raw(r.value).race == f"daytona-{seed}" for r in records):
+                            return
+            finally:
+                await bus.stop()
+
+        asyncio.run(first_record())
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"race daytona-{seed}" in out and "ended by stopped" in out
