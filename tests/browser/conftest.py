@@ -1,9 +1,10 @@
 """Fixtures of the browser tests: a live node with a race, and Debian chromium.
 
-``live``: a :class:`~broadcast.server.BroadcastServer` on port 0 over a
-MemoryBus, fed by :class:`~tests.browser.race.SyntheticRace` (40 cars, 8 ticks
-a second).  ``browser``: Debian chromium driven by playwright; every page it
-opens records console errors, page errors and requests to anything but
+``live``: the whole pipeline in this process, as ``slipstream run --port 0
+--speed 4 --cars 40`` wires it: the simulator, the downsampler and a
+:class:`~broadcast.server.BroadcastServer` on port 0, on one MemoryBus and one
+metrics registry (8 ticks a second).  ``pages``: Debian chromium driven by
+playwright; every page it opens records console errors, page errors and requests to anything but
 127.0.0.1, and the test fails if there were any.  Screenshots go to
 ``artifacts/screenshots/``.
 """
@@ -11,6 +12,7 @@ opens records console errors, page errors and requests to anything but
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,8 +25,12 @@ import pytest_asyncio
 
 from broadcast.config import BroadcastConfig
 from broadcast.server import BroadcastServer
+from downsample.config import DownsampleConfig
+from downsample.service import DownsampleService
+from simulator.config import SimulatorConfig
+from simulator.service import SimulatorService
 from slipstream.bus.memory import MemoryBus
-from tests.browser.race import SyntheticRace
+from slipstream.metrics import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
@@ -38,6 +44,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+STOP_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -45,7 +52,6 @@ class Live:
     """A node serving a running race."""
 
     server: BroadcastServer
-    race: SyntheticRace
 
     @property
     def url(self) -> str:
@@ -62,18 +68,43 @@ class Live:
                 await self.server.hub.wait_tick(timeout_s)
 
 
-@pytest_asyncio.fixture
-async def live() -> AsyncIterator[Live]:
+@contextlib.asynccontextmanager
+async def pipeline(cars: int = 40, speed: float = 4.0) -> AsyncIterator[Live]:
+    """Simulator -> downsample -> broadcast node (port 0) on a MemoryBus, racing."""
     bus = MemoryBus()
     await bus.start()
+    registry = Registry()
+    server = BroadcastServer(BroadcastConfig(port=0), bus, registry)
+    tasks: list[asyncio.Task[Any]] = []
     try:
-        config = BroadcastConfig(port=0, tick_wait_s=0.5)
-        async with BroadcastServer(config, bus) as server, SyntheticRace(bus) as race:
-            node = Live(server, race)
-            await node.wait_tick(2)
-            yield node
+        await server.start()
+        simulator = SimulatorService(SimulatorConfig(cars=cars, speed=speed), bus, registry)
+        downsample = DownsampleService(DownsampleConfig(), bus, registry)
+        tasks += [
+            asyncio.create_task(simulator.run(), name="simulate"),
+            asyncio.create_task(downsample.run(), name="downsample"),
+        ]
+        node = Live(server)
+        await node.wait_tick(2)
+        yield node
+        for task in tasks:
+            assert not task.done(), f"{task.get_name()} stopped: {task}"
     finally:
-        await bus.stop()
+        # Each step bounded: a hang in teardown fails here, saying where.
+        for task in tasks:
+            task.cancel()
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await server.stop()
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await bus.stop()
+
+
+@pytest_asyncio.fixture
+async def live() -> AsyncIterator[Live]:
+    async with pipeline() as node:
+        yield node
 
 
 @dataclass
@@ -123,9 +154,10 @@ async def pages() -> AsyncIterator[Pages]:
         try:
             yield opened
         finally:
-            for context in opened.contexts:
-                await context.close()
-            await browser.close()
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                for context in opened.contexts:
+                    await context.close()
+                await browser.close()
     assert not opened.errors, f"errors in the browser: {opened.errors}"
     assert not opened.outside, f"pages reached beyond the server: {opened.outside}"
 

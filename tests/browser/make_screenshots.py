@@ -3,7 +3,7 @@
     python -m tests.browser.make_screenshots [URL] [--wait S] [--out DIR]
 
 With URL (e.g. a running ``slipstream run``'s http://127.0.0.1:8000) it shoots
-that node; without, it starts a node with the synthetic test race.  It waits
+that node; without, it runs the pipeline in process (as the browser tests do).  It waits
 ``--wait`` seconds of race first so the map has learnt the track.
 """
 
@@ -11,31 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from broadcast.config import BroadcastConfig
-from broadcast.server import BroadcastServer
-from slipstream.bus.memory import MemoryBus
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT
-from tests.browser.race import SyntheticRace
-
-
-@contextlib.asynccontextmanager
-async def synthetic_node() -> AsyncIterator[str]:
-    bus = MemoryBus()
-    await bus.start()
-    try:
-        async with (
-            BroadcastServer(BroadcastConfig(port=0, tick_wait_s=0.5), bus) as server,
-            SyntheticRace(bus),
-        ):
-            yield server.url
-    finally:
-        await bus.stop()
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, pipeline
 
 
 async def shoot(url: str, wait_s: float, out: Path) -> None:
@@ -68,8 +48,8 @@ async def run(url: str | None, wait_s: float, out: Path) -> None:
     if url:
         await shoot(url.rstrip("/"), wait_s, out)
     else:
-        async with synthetic_node() as node_url:
-            await shoot(node_url, wait_s, out)
+        async with pipeline() as node:
+            await shoot(node.url, wait_s, out)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from slipstream.codecs import CODECS
 from tests.browser.conftest import Live, Pages, screenshot
 from tests.browser.proxy import CutProxy
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 ROWS_JS = """() => [...document.querySelectorAll('#leaderboard tbody tr')].map(
     (tr) => [tr.dataset.car, tr.querySelector('.gap').textContent])"""
@@ -80,6 +80,10 @@ async def test_chosen_car_gauges_and_tyres_update(live: Live, pages: Pages) -> N
     )
     ranges = await page.locator("#tyres .temp").evaluate_all("els => els.map(e => e.dataset.range)")
     assert len(ranges) == 12 and all(r in ("cold", "warm", "ideal", "hot") for r in ranges)
+    pressures = await page.locator("#tyres .pressure").evaluate_all(
+        "els => els.map(e => e.dataset.range)"
+    )
+    assert len(pressures) == 4 and all(r in ("low", "ok", "high") for r in pressures)
     # The charts hold the last minute of this car.
     points = await page.evaluate(
         "car => window.__slipstream.page.history.cars.get(car).t.length", car

@@ -8,8 +8,9 @@ const CORNERS = [["lf", "front left"], ["rf", "front right"], ["lr", "rear left"
 const BANDS = ["inner", "middle", "outer"];
 //: Tyre temperature bands (degC): cold below, ideal between, hot above.
 export const TYRE_TEMP_C = { cold: 70, ideal: [85, 110], hot: 125 };
-//: Tyre pressure bands (kPa): low below, high above.
-export const TYRE_PRESSURE_KPA = { low: 150, high: 260 };
+//: Tyre pressure bands per corner (kPa), for an oval's stagger (right side higher):
+//: low below the first, high above the second.
+export const TYRE_PRESSURE_KPA = { lf: [145, 195], rf: [280, 385], lr: [145, 195], rr: [265, 370] };
 
 /** Colour of a tyre temperature (blue cold, green ideal, red hot). */
 export function tempColour(c) {
@@ -175,8 +176,11 @@ export class CarPanel {
       });
       const p = v(`tyre_pressure_${corner}`);
       cells.pressure.querySelector("b").textContent = fmt(p);
-      cells.pressure.classList.toggle("low", p !== null && p < TYRE_PRESSURE_KPA.low);
-      cells.pressure.classList.toggle("high", p !== null && p > TYRE_PRESSURE_KPA.high);
+      const [low, high] = TYRE_PRESSURE_KPA[corner];
+      const range = p === null ? "none" : p < low ? "low" : p > high ? "high" : "ok";
+      cells.pressure.dataset.range = range;
+      cells.pressure.classList.toggle("low", range === "low");
+      cells.pressure.classList.toggle("high", range === "high");
     }
     if (this.charts === null) this._makeCharts();
     const h = history.cars.get(car) ?? { t: [], speed: [], throttle: [], brake: [], g_lat: [] };
