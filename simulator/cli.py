@@ -97,7 +97,10 @@ async def _replay(args: argparse.Namespace) -> RaceSummary:
     await bus.start()
     try:
         service = ReplayService(args.file, bus, args.speed, partitions=bus_config.partitions)
-        return await service.run()
+        try:
+            return await service.run()
+        except asyncio.CancelledError:  # a stop signal: report what was sent
+            return service.summary_so_far()
     finally:
         await bus.stop()
 

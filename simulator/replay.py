@@ -61,6 +61,8 @@ class ReplayService:
         self.raw_topic = raw_topic
         self.events_topic = events_topic
         self.records = 0
+        self._summary = SummaryBuilder()
+        self._wall_start = time.perf_counter()
         registry = registry or Registry()
         self._records_total = registry.counter(
             "slipstream_replay_records_total", "Records replayed from a recording"
@@ -72,14 +74,14 @@ class ReplayService:
         Raises:
             RecordingError: The file is not a readable recording.
         """
-        summary = SummaryBuilder()
+        summary = self._summary = SummaryBuilder()
         with RecordReader(self.path) as reader:
             await self.bus.ensure_topic(self.raw_topic, self.partitions)
             await self.bus.ensure_topic(self.events_topic, self.partitions)
             producer = await self.bus.producer()
             loop = asyncio.get_running_loop()
             start = loop.time()
-            wall = time.perf_counter()
+            wall = self._wall_start = time.perf_counter()
             logger.info("replaying %s at speed %s", self.path, self.speed or "flat out")
             group: list[RecordedRecord] = []
             try:
@@ -102,6 +104,10 @@ class ReplayService:
         result = summary.result(self.records, 0, time.perf_counter() - wall)
         logger.info("replayed %d records from %s", self.records, self.path)
         return result
+
+    def summary_so_far(self) -> RaceSummary:
+        """The race summary rebuilt from the events replayed so far."""
+        return self._summary.result(self.records, 0, time.perf_counter() - self._wall_start)
 
     async def _send(self, producer: Producer, group: list[RecordedRecord], start: float) -> None:
         if self.speed > 0:
