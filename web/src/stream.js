@@ -11,6 +11,10 @@ import { MISSING, decodeDelta, decodeKeyframe } from "./codecs.js";
 
 export const SUBPROTOCOL = "slipstream.v1";
 export const KIND_KEYFRAME = 0;
+//: Close codes after which retrying as is cannot help (docs/security.md): no valid
+//: token (4001), a subscription outside the token's scope (4003), an expired token
+//: (4004).  The stream turns suspended with the node's reason instead of retrying.
+export const FATAL_CLOSE_CODES = [4001, 4003, 4004];
 
 /** The channel catalogue as served at /v1/channels. */
 export class Catalogue {
@@ -246,7 +250,13 @@ export class Stream {
     socket.onclose = (ev) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this._lost(ev.reason || `connection closed (${ev.code})`);
+      const detail = ev.reason || `connection closed (${ev.code})`;
+      if (FATAL_CLOSE_CODES.includes(ev.code)) {
+        clearTimeout(this.watchdog);
+        this._setStatus("suspended", detail);
+        return;
+      }
+      this._lost(detail);
     };
     // Errors are followed by close, which reconnects; nothing to log here.
     socket.onerror = () => {};
@@ -347,7 +357,9 @@ export function percentile(values, p) {
   return sorted[rank];
 }
 
-/** The ws:// URL of the node that served this page. */
+/** The ws:// URL of the node that served this page, with the page's ?token= if any. */
 export function wsUrl(loc = globalThis.location) {
-  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws`;
+  const base = `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws`;
+  const token = new URLSearchParams(loc.search ?? "").get("token");
+  return token ? `${base}?token=${encodeURIComponent(token)}` : base;
 }

@@ -125,7 +125,8 @@ function renderFavourites() {
 
 // -- connection state ------------------------------------------------------------
 
-function renderConnection() {
+function renderConnection(status, why) {
+  if (status === "suspended" && why) $("conn").title = why;
   const states = [field.status, detail.status];
   let state = "connected";
   if (states.includes("suspended")) state = "suspended";
