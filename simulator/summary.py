@@ -77,9 +77,10 @@ class RaceSummary:
             lines.append(f"  fastest lap: {self._name(car)}, lap {lap}, {seconds:.3f} s")
         if self.wall_s > 0:
             multiple = self.race_time_s / self.wall_s
+            samples = f", {self.samples} car-samples" if self.samples else ""
             lines.append(
-                f"  sent {self.records} records, {self.samples} car-samples in "
-                f"{self.wall_s:.1f} s ({multiple:.1f}x real time)"
+                f"  sent {self.records} records{samples} in {self.wall_s:.1f} s "
+                f"({multiple:.1f}x real time)"
             )
         return "\n".join(lines)
 
