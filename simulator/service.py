@@ -9,8 +9,10 @@ id), paced by ``speed`` against the event loop's clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultInjector, OutRecord
@@ -112,6 +114,7 @@ class SimulatorService:
             "simulating race %s: %d cars at %d Hz, speed %s", cfg.race_id, cfg.cars, cfg.rate_hz,
             cfg.speed or "flat out",
         )  # fmt: skip
+        inflight: asyncio.Future[None] | None = None
         try:
             while (chunk := self.sim.next_chunk()) is not None:
                 raw: list[OutRecord] = []
@@ -144,11 +147,22 @@ class SimulatorService:
                     self._race_time.set(self._race_time_s)
                 if events:
                     self._emit([], events, chunk.end_ns)
-                # Flat out, a chunk's records go to the bus in one pipelined request.
-                await self._flush(producer)
+                # Flat out, a chunk's records go to the bus in one pipelined request,
+                # acknowledged while the next chunk is computed (one in flight keeps
+                # the order of each partition).
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.ensure_future(self._flush(producer))
+            if inflight is not None:
+                await inflight
+                inflight = None
             self._emit(self.faults.flush(), [], self.summary.last_t_ns)
             await self._flush(producer)
         finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await inflight
             if producer is not None:
                 await producer.stop()
         result = self.summary_so_far()
@@ -187,12 +201,20 @@ class SimulatorService:
                 self.summary.add(event)
             self._events_total.inc(len(events))
 
-    async def _flush(self, producer: Producer | None) -> None:
-        """Send what :meth:`_emit` queued; returns once the bus has stored it."""
-        if producer is None:
-            return
+    def _flush(self, producer: Producer | None) -> Awaitable[None]:
+        """Send what :meth:`_emit` has queued so far; await it for the bus's acks."""
         raw, events = self._pending_raw, self._pending_events
         self._pending_raw, self._pending_events = [], []
+        return self._send(producer, raw, events)
+
+    async def _send(
+        self,
+        producer: Producer | None,
+        raw: list[tuple[bytes | None, bytes]],
+        events: list[tuple[bytes | None, bytes]],
+    ) -> None:
+        if producer is None:
+            return
         if raw:
             await producer.send_many(self.raw_topic, raw)
         if events:
