@@ -50,7 +50,10 @@ async def test_leaderboard_order_gaps_and_map_change(live: Live, pages: Pages) -
         ).length === 40""",
         arg=markers,
     )
-    await page.wait_for_function("document.getElementById('lap').textContent.startsWith('Lap ')")
+    await page.wait_for_function(
+        r"/^Lap [1-9]\d* \/ [1-9]\d*$/.test(document.getElementById('lap').textContent)"
+    )
+    assert (await page.locator("#to-go").inner_text()).endswith(" to go")
     assert await page.locator("#banner").get_attribute("data-flag") == "green"
     await screenshot(page, "fan-page")
 

@@ -108,9 +108,10 @@ export function renderBanner(el, rows, raceStart, flagEvent) {
   el.banner.dataset.flag = name;
   el.flag.textContent = name === "none" ? "—" : name;
   const laps = raceStart?.laps ?? null;
-  const lap = leader?.lap ?? null;
+  const done = leader?.lap ?? null; // the `lap` channel counts laps completed
+  const lap = done === null ? null : laps === null ? done + 1 : Math.min(done + 1, laps);
   el.lap.textContent = `Lap ${lap ?? "—"} / ${laps ?? "—"}`;
-  el.toGo.textContent = laps !== null && lap !== null ? `${Math.max(0, laps - lap)} to go` : "";
+  el.toGo.textContent = laps !== null && done !== null ? `${Math.max(0, laps - done)} to go` : "";
 }
 
 /** One line of the race-control log for an event, or null for events not logged. */

@@ -10,6 +10,10 @@ export class TrackMap {
     this.points = []; // [x, y] metres, sampled from every car
     this.bounds = null; // {minX, maxX, minY, maxY}
     this.markers = {}; // car -> [px, py] of the last drawing (read by tests)
+    // The outline is drawn to its own canvas and redrawn only as it grows.
+    this.outline = document.createElement("canvas");
+    this.outlineKey = "";
+    this.added = 0;
     this._resize();
     new ResizeObserver(() => this._resize()).observe(canvas);
   }
@@ -28,6 +32,7 @@ export class TrackMap {
   learn(cars) {
     for (const { x, y } of cars) {
       if (x === null || y === null) continue;
+      this.added++;
       if (this.points.length >= MAX_POINTS) this.points[Math.floor(Math.random() * MAX_POINTS)] = [x, y];
       else this.points.push([x, y]);
       const b = this.bounds;
@@ -67,11 +72,21 @@ export class TrackMap {
     }
     const at = this._transform();
     const unit = width / 600;
-    ctx.fillStyle = "#2b333d";
-    for (const [x, y] of this.points) {
-      const [px, py] = at(x, y);
-      ctx.fillRect(px - 2 * unit, py - 2 * unit, 4 * unit, 4 * unit);
+    const b = this.bounds;
+    const key = [width, height, b.minX, b.maxX, b.minY, b.maxY].join();
+    if (key !== this.outlineKey || this.added >= 400) {
+      this.outlineKey = key;
+      this.added = 0;
+      this.outline.width = width;
+      this.outline.height = height;
+      const octx = this.outline.getContext("2d");
+      octx.fillStyle = "#2b333d";
+      for (const [x, y] of this.points) {
+        const [px, py] = at(x, y);
+        octx.fillRect(px - 2 * unit, py - 2 * unit, 4 * unit, 4 * unit);
+      }
     }
+    ctx.drawImage(this.outline, 0, 0);
     const markers = {};
     const ordered = [...cars].sort((a, b) => (b.pos ?? 99) - (a.pos ?? 99)); // leaders on top
     for (const c of ordered) {
