@@ -9,8 +9,10 @@ partition later reads the last checkpoint there, restores it and resumes at
     {"v": 1, "group": str, "topic": str, "partition": int,
      "offset": int,          # commit point O: resume reading here
      "read": int,            # records below this were fully handled (no dead letters again)
+     "midstream": bool,      # reading began after the partition's first record
      "races": [[race, max_ts_ns, closed_tick, suppress_through_tick], ...],
-     "cars": [[race, car, horizon, seqs <i8 bytes>, offsets <i8 bytes>], ...]}
+     "cars": [[race, car, horizon, rows], ...]}
+        # rows: little-endian int64 (seq, offset, first_ns, last_ns, rate_hz) per seq
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from downsample.windows import PartitionWindows, RaceSnapshot
+from downsample.windows import PartitionWindows, RaceSnapshot, Snapshot
 from ingest.dedup import SeenSeqs
 
 __all__ = ["Checkpoint", "decode_checkpoint", "encode_checkpoint"]
@@ -36,43 +38,40 @@ class Checkpoint:
     group: str
     topic: str
     partition: int
-    offset: int
-    read_mark: int
-    races: tuple[RaceSnapshot, ...]
-    cars: tuple[tuple[str, int, SeenSeqs], ...]
+    state: Snapshot
+
+    @property
+    def offset(self) -> int:
+        """Commit point: resume reading here."""
+        return self.state.offset
 
     @classmethod
     def of(cls, group: str, windows: PartitionWindows) -> Checkpoint:
         """The checkpoint of ``windows`` at its current commit point."""
-        offset, read_mark, races, cars = windows.snapshot()
-        return cls(
-            group, windows.topic, windows.partition, offset, read_mark, tuple(races), tuple(cars)
-        )
+        return cls(group, windows.topic, windows.partition, windows.snapshot())
 
     def apply(self, windows: PartitionWindows) -> None:
         """Load this state into ``windows``."""
-        windows.restore(self.offset, self.read_mark, self.races, self.cars)
+        windows.restore(self.state)
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     """Encode a checkpoint."""
-    cars = []
-    for race, car, seen in checkpoint.cars:
-        seqs, offsets = seen.before(checkpoint.offset)
-        cars.append(
-            [race, car, seen.horizon, seqs.astype("<i8").tobytes(), offsets.astype("<i8").tobytes()]
-        )
+    state = checkpoint.state
+    cars = [
+        [race, car, seen.horizon, seen.before(state.offset).astype("<i8").tobytes()]
+        for race, car, seen in state.cars
+    ]
     packed: bytes = msgpack.packb(
         {
             "v": CHECKPOINT_VERSION,
             "group": checkpoint.group,
             "topic": checkpoint.topic,
             "partition": checkpoint.partition,
-            "offset": checkpoint.offset,
-            "read": checkpoint.read_mark,
-            "races": [
-                [r.race, r.max_ts_ns, r.closed, r.suppress_through] for r in checkpoint.races
-            ],
+            "offset": state.offset,
+            "read": state.read_mark,
+            "midstream": state.midstream,
+            "races": [[r.race, r.max_ts_ns, r.closed, r.suppress_through] for r in state.races],
             "cars": cars,
         },
         use_bin_type=True,
@@ -96,21 +95,12 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
                 str(race),
                 int(car),
                 SeenSeqs.restore(
-                    np.frombuffer(seqs, dtype="<i8").astype(np.int64),
-                    np.frombuffer(offsets, dtype="<i8").astype(np.int64),
-                    int(horizon),
+                    np.frombuffer(rows, dtype="<i8").astype(np.int64).reshape(-1, 5), int(horizon)
                 ),
             )
-            for race, car, horizon, seqs, offsets in obj["cars"]
+            for race, car, horizon, rows in obj["cars"]
         )
-        return Checkpoint(
-            str(obj["group"]),
-            str(obj["topic"]),
-            int(obj["partition"]),
-            int(obj["offset"]),
-            int(obj["read"]),
-            races,
-            cars,
-        )
+        state = Snapshot(int(obj["offset"]), int(obj["read"]), bool(obj["midstream"]), races, cars)
+        return Checkpoint(str(obj["group"]), str(obj["topic"]), int(obj["partition"]), state)
     except (KeyError, TypeError, AttributeError, ValueError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a valid checkpoint: {exc}") from exc

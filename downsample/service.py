@@ -137,7 +137,12 @@ class DownsampleService:
         cfg = self.config
         loop = asyncio.get_running_loop()
         last_commit = loop.time()
+        me = asyncio.current_task()
         while True:
+            # On Python 3.11 asyncio.wait_for (used inside bus clients) can swallow a
+            # cancellation that races with its result; honour a pending cancel anyway.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             records = await consumer.getmany(timeout_ms=cfg.poll_ms, max_records=cfg.max_batch)
             fresh = await self._sync_assignment(consumer)
             now = loop.time()
@@ -285,6 +290,7 @@ class DownsampleService:
         else:
             start = committed
             windows.next_offset = committed
+            windows.midstream = committed is not None and committed > 0
         if start is not None:
             consumer.seek(tp, start)
             self._committed[partition] = start

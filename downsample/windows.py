@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from downsample.kernel import AggregationPlan, reduce_segments, segment_starts
-from ingest.dedup import SeenSeqs
+from ingest.dedup import SeenSeqs, Status
 from ingest.dlq import DeadLetter
 from ingest.errors import Rejected
 from ingest.validate import Validator
@@ -37,7 +37,7 @@ from slipstream.bus.base import Record
 from slipstream.catalogue import CATALOGUE, Catalogue
 from slipstream.records import TICK_NS, Frame, RawBatch
 
-__all__ = ["Counts", "PartitionWindows", "RaceSnapshot", "WindowRules"]
+__all__ = ["Counts", "PartitionWindows", "RaceSnapshot", "Snapshot", "WindowRules"]
 
 _NS_PER_S = 1_000_000_000
 
@@ -129,6 +129,26 @@ class _Race:
         return max(ticks)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Snapshot:
+    """A partition's state at its commit point (what a checkpoint stores).
+
+    Attributes:
+        offset: Commit point: reading resumes here.
+        read_mark: Records below this were fully handled (dead letters sent).
+        midstream: Reading began after the partition's first record.
+        races: Per race: watermark state at the commit point, and the last
+            tick whose frames were emitted.
+        cars: Per (race, car): sequence numbers read below the commit point.
+    """
+
+    offset: int
+    read_mark: int
+    midstream: bool
+    races: tuple[RaceSnapshot, ...]
+    cars: tuple[tuple[str, int, SeenSeqs], ...]
+
+
 #: What :meth:`PartitionWindows.process` returns: ready frames and dead letters.
 Output = tuple[list[Frame], list[DeadLetter]]
 
@@ -160,6 +180,8 @@ class PartitionWindows:
         self.plan = AggregationPlan.from_catalogue(catalogue)
         self.next_offset: int | None = None
         self.replay_until = -1  # records below were fully handled by an earlier run
+        #: Reading began mid-partition: races may be joined after their start.
+        self.midstream = False
         self.counts = Counts()
         self._races: dict[str, _Race] = {}
         # Race states as they were just before each record that is still buffered.
@@ -177,6 +199,8 @@ class PartitionWindows:
         for record in records:
             if self.next_offset is not None and record.offset < self.next_offset:
                 continue
+            if self.next_offset is None and record.offset > 0:
+                self.midstream = True  # the start of the partition is not ours to see
             self.next_offset = record.offset + 1
             letter = self._take(record, now_s)
             if letter is not None and record.offset >= self.replay_until:
@@ -189,17 +213,23 @@ class PartitionWindows:
         if not replay:
             self.counts.records += 1
         try:
-            batch = self.validator.check(record.value)
+            batch = self.validator.check(record.value, record.key)
         except Rejected as exc:
             return DeadLetter.from_rejection(
                 exc, record.topic, record.partition, record.offset, record.key, record.value
             )
-        race = self._races.get(batch.race)
-        if race is None:
-            race = self._races[batch.race] = _Race(batch.race)
-        race.last_seen_s = now_s
         samples = batch.values.shape[0]
         ident = (batch.race, batch.car, batch.seq)
+        race = self._races.get(batch.race)
+        if race is None:
+            # A race starts in a partition with some car's first batch; a damaged
+            # race id in one record must not open a phantom race.
+            if batch.seq != 0 and not self.midstream:
+                return self._letter(
+                    record, "unknown_race", f"race {batch.race!r} has not started here", ident
+                )
+            race = self._races[batch.race] = _Race(batch.race)
+        race.last_seen_s = now_s
         if race.max_ts_ns >= 0 and batch.t0_ns > race.max_ts_ns + self.rules.max_skew_ns:
             return self._letter(
                 record, "bad_timestamp", f"t0 {batch.t0_ns} ns is ahead of the race", ident
@@ -207,14 +237,19 @@ class PartitionWindows:
         seen = race.cars.get(batch.car)
         if seen is None:
             seen = race.cars[batch.car] = SeenSeqs(self.rules.dedup_horizon)
-        if not seen.add(batch.seq, record.offset):
+        status = seen.status(batch.seq, record.offset)
+        if status is Status.DUPLICATE:
             if not replay:
                 self.counts.duplicates += 1
             return self._letter(record, "duplicate", f"seq {batch.seq} seen before", ident)
+        if status is Status.NEW:
+            last_ns = batch.t0_ns + ((samples - 1) * _NS_PER_S) // batch.rate_hz
+            problem = seen.inconsistency(batch.seq, batch.t0_ns, last_ns, batch.rate_hz)
+            if problem is not None:
+                return self._letter(record, *problem, ident)
+            seen.add(batch.seq, record.offset, batch.t0_ns, last_ns, batch.rate_hz)
         if not replay:
             self.counts.samples += samples
-        if samples == 0:
-            return None
         return self._accept(record, race, batch, ident, replay)
 
     def _accept(
@@ -363,8 +398,8 @@ class PartitionWindows:
         if low is not None and self._before and min(self._before) < low:
             self._before = {o: s for o, s in self._before.items() if o >= low}
 
-    def snapshot(self) -> tuple[int, int, list[RaceSnapshot], list[tuple[str, int, SeenSeqs]]]:
-        """State at the commit point: (offset, read mark, races, per-car seen numbers).
+    def snapshot(self) -> Snapshot:
+        """State at the commit point (see :class:`Snapshot`).
 
         Offsets below the commit point are fully accounted for; on restart the
         state returned here, with reading resumed at the commit point,
@@ -373,40 +408,34 @@ class PartitionWindows:
         offset = self.commit_offset()
         if offset is None:
             raise ValueError("nothing processed yet")
+        at_offset = offset in self._before
         before = {race: (max_ts, closed) for race, max_ts, closed in self._before.get(offset, ())}
         races: list[RaceSnapshot] = []
+        cars: list[tuple[str, int, SeenSeqs]] = []
         for race in self._races.values():
-            max_ts, closed = (
-                before.get(race.race, (-1, -1))
-                if offset in self._before
-                else (race.max_ts_ns, race.closed)
-            )
-            races.append(
-                RaceSnapshot(race.race, max_ts, closed, max(race.emitted, race.suppress_through))
-            )
-        cars = [
-            (r.race, car, SeenSeqs.restore(*seen.before(offset), horizon=seen.horizon))
-            for r in self._races.values()
-            for car, seen in r.cars.items()
-        ]
-        return offset, max(self.next_offset or 0, self.replay_until), races, cars
+            if at_offset and race.race not in before:
+                continue  # began after the commit point: the replay starts it again
+            max_ts, closed = before[race.race] if at_offset else (race.max_ts_ns, race.closed)
+            suppress = max(race.emitted, race.suppress_through)
+            races.append(RaceSnapshot(race.race, max_ts, closed, suppress))
+            for car, seen in race.cars.items():
+                rows = seen.before(offset)
+                if len(rows):
+                    cars.append((race.race, car, SeenSeqs.restore(rows, seen.horizon)))
+        read_mark = max(self.next_offset or 0, self.replay_until)
+        return Snapshot(offset, read_mark, self.midstream, tuple(races), tuple(cars))
 
-    def restore(
-        self,
-        offset: int,
-        read_mark: int,
-        races: Iterable[RaceSnapshot],
-        cars: Iterable[tuple[str, int, SeenSeqs]],
-    ) -> None:
-        """Load the state :meth:`snapshot` returned; reading resumes at ``offset``."""
+    def restore(self, snapshot: Snapshot) -> None:
+        """Load a :meth:`snapshot`; reading resumes at its offset."""
         self._races.clear()
         self._before.clear()
-        for snap in races:
+        for snap in snapshot.races:
             race = self._races[snap.race] = _Race(snap.race)
             race.max_ts_ns = snap.max_ts_ns
             race.closed = race.emitted = snap.closed
             race.suppress_through = snap.suppress_through
-        for race_id, car, seen in cars:
+        for race_id, car, seen in snapshot.cars:
             self._races.setdefault(race_id, _Race(race_id)).cars[car] = seen
-        self.next_offset = offset
-        self.replay_until = read_mark
+        self.next_offset = snapshot.offset
+        self.replay_until = snapshot.read_mark
+        self.midstream = snapshot.midstream

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ingest.dedup import SeenSeqs
+from ingest.dedup import SeenSeqs, Status
 from ingest.dlq import DeadLetter
 from ingest.errors import Rejected
 from ingest.validate import Validator
@@ -64,14 +64,20 @@ class Audit:
         report = self.report
         report.records += 1
         try:
-            batch = self.validator.check(record.value)
+            batch = self.validator.check(record.value, record.key)
+            ident = (batch.race, batch.car, batch.seq)
             seen = self._seen.get((batch.race, batch.car))
             if seen is None:
                 seen = self._seen[(batch.race, batch.car)] = SeenSeqs(self._horizon)
-            if not seen.add(batch.seq, record.offset + (record.partition << 48)):
-                raise Rejected(
-                    "duplicate", f"seq {batch.seq} seen before", batch.race, batch.car, batch.seq
-                )
+            position = record.offset + (record.partition << 48)
+            if seen.status(batch.seq, position) is not Status.NEW:
+                raise Rejected("duplicate", f"seq {batch.seq} seen before", *ident)
+            n = batch.values.shape[0]
+            last_ns = batch.t0_ns + ((n - 1) * 1_000_000_000) // batch.rate_hz
+            problem = seen.inconsistency(batch.seq, batch.t0_ns, last_ns, batch.rate_hz)
+            if problem is not None:
+                raise Rejected(problem[0], problem[1], *ident)
+            seen.add(batch.seq, position, batch.t0_ns, last_ns, batch.rate_hz)
         except Rejected as exc:
             report.rejected[exc.reason] = report.rejected.get(exc.reason, 0) + 1
             return DeadLetter.from_rejection(

@@ -6,6 +6,7 @@ machine-readable reason.  Checks, in order (the first failure wins):
 
 * decoding (reasons of :func:`slipstream.records.decode_raw`): ``truncated``,
   ``malformed``, ``trailing_bytes``, ``bad_version``, ``bad_field``, ``bad_length``;
+* ``bad_key``: the record's bus key is not its car's key (a damaged car number);
 * ``unknown_car``: the car number is not in the entry list (1..99 by default);
 * ``bad_channels``: the record does not hold one column per catalogue channel;
 * ``bad_rate``: the sampling rate is outside ``[min_rate_hz, max_rate_hz]``;
@@ -15,8 +16,9 @@ machine-readable reason.  Checks, in order (the first failure wins):
 * ``out_of_range``: a value is outside its channel's [min, max] by more than
   half a quantisation step.
 
-Stateful checks (``duplicate``, ``late``, and ``bad_timestamp`` for a record
-far ahead of its race's watermark) live in :mod:`downsample.windows`.
+Stateful checks (``duplicate``, ``unknown_race``, ``late``, and
+``bad_timestamp`` for a record far ahead of its race's watermark or
+overlapping its neighbours in time) live in :mod:`downsample.windows`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from ingest.errors import Rejected
 from slipstream.catalogue import CATALOGUE, Catalogue
-from slipstream.records import RawBatch, RecordError, decode_raw
+from slipstream.records import RawBatch, RecordError, car_key, decode_raw
 
 __all__ = ["DECODE_REASONS", "REASONS", "Validator", "ValidatorConfig"]
 
@@ -44,6 +46,7 @@ DECODE_REASONS = (
 #: Every reason a raw record can be dead-lettered for.
 REASONS = (
     *DECODE_REASONS,
+    "bad_key",
     "unknown_car",
     "bad_channels",
     "bad_rate",
@@ -51,6 +54,8 @@ REASONS = (
     "non_finite",
     "out_of_range",
     "duplicate",
+    "bad_seq",
+    "unknown_race",
     "late",
 )
 
@@ -122,8 +127,8 @@ class Validator:
         """Car numbers accepted."""
         return self._cars
 
-    def check(self, data: bytes) -> RawBatch:
-        """Decode and check one record.
+    def check(self, data: bytes, key: bytes | None = None) -> RawBatch:
+        """Decode and check one record; ``key`` (if given) must be its car's bus key.
 
         Raises:
             Rejected: The record is invalid; ``reason`` says why.
@@ -132,6 +137,16 @@ class Validator:
             batch = decode_raw(data)
         except RecordError as exc:
             raise Rejected(exc.reason, str(exc)) from None
+        if key is not None and key != car_key(batch.car):
+            # The key is written by the producer beside the value: a value whose
+            # car number was damaged no longer matches it.
+            raise Rejected(
+                "bad_key",
+                f"record keyed {key!r} holds car {batch.car}",
+                batch.race,
+                batch.car,
+                batch.seq,
+            )
         self.check_batch(batch)
         return batch
 
@@ -143,6 +158,8 @@ class Validator:
         """
         cfg = self.config
         ident = (batch.race, batch.car, batch.seq)
+        if not batch.race or not batch.race.isprintable():
+            raise Rejected("bad_field", f"race id {batch.race!r} is not printable", *ident)
         if batch.car not in self._cars:
             raise Rejected("unknown_car", f"car {batch.car} is not in the entry list", *ident)
         samples, channels = batch.values.shape
@@ -152,8 +169,10 @@ class Validator:
                 f"record has {channels} channels, the catalogue {len(self.catalogue)}",
                 *ident,
             )
-        if samples > cfg.max_samples:
-            raise Rejected("bad_length", f"{samples} samples, at most {cfg.max_samples}", *ident)
+        if not 0 < samples <= cfg.max_samples:
+            raise Rejected(
+                "bad_length", f"{samples} samples, expected 1..{cfg.max_samples}", *ident
+            )
         if not cfg.min_rate_hz <= batch.rate_hz <= cfg.max_rate_hz:
             raise Rejected(
                 "bad_rate",
@@ -164,8 +183,6 @@ class Validator:
         if batch.t0_ns < 0 or end_ns > cfg.max_race_ns:
             raise Rejected("bad_timestamp", f"t0 {batch.t0_ns} ns outside the race", *ident)
         values = batch.values
-        if samples == 0:
-            return
         # Column extremes first (fmin/fmax skip NaN dropouts), so the comparisons
         # run on one row per bound instead of on every sample.
         low = np.fmin.reduce(values, axis=0)

@@ -29,7 +29,8 @@ def bad_records() -> list[tuple[bytes | None, bytes]]:
         good[4],  # duplicate
         (b"1", msgpack.packb({**obj, "v": 2})),  # unknown version
         (b"1", good[0][1][:-3]),  # truncated msgpack
-        (b"7", encode_raw(type(batches[0])("race-1", 177, 0, 0, 50, batches[0].values))),
+        (b"177", encode_raw(type(batches[0])("race-1", 177, 0, 0, 50, batches[0].values))),
+        (b"9", good[0][1]),  # keyed for another car than it holds
         (b"2", encode_raw(type(wrong_len)("race-1", 2, 99, 0, 50, wrong_len.values[:, :-2]))),
     ]
 
@@ -41,6 +42,7 @@ def test_audit_counts_each_reason() -> None:
     report = audit.report
     assert report.rejected == {
         "duplicate": 1, "bad_version": 1, "truncated": 1, "unknown_car": 1, "bad_channels": 1,
+        "bad_key": 1,
     }  # fmt: skip
     assert report.accepted == 3 * 10
     assert report.samples == 3 * 50
@@ -60,11 +62,11 @@ async def test_ingest_command_audits_and_dead_letters(
     code = await asyncio.to_thread(main, [*args, "--dead-letter", "--dlq-topic", dlq])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["accepted"] == 30 and sum(report["rejected"].values()) == 5
+    assert report["accepted"] == 30 and sum(report["rejected"].values()) == 6
     consumer = await kafka_bus.consumer([dlq])
     letters = []
     async with asyncio.timeout(20):
-        while len(letters) < 5:
+        while len(letters) < 6:
             letters += [decode_dead_letter(r.value) for r in await consumer.getmany(timeout_ms=200)]
     assert sorted(d.reason for d in letters) == sorted(report["rejected"])
     assert all(d.topic == topic and d.value for d in letters)

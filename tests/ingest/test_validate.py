@@ -118,6 +118,26 @@ def test_seen_seqs_tells_replays_from_duplicates_and_forgets_old_numbers() -> No
         seen.add(seq, offset=10 + seq)
     assert len(seen) <= 9
     assert seen.add(0, offset=50)  # forgotten: new again (it will be late instead)
-    seqs, offsets = seen.before(25)
-    restored = SeenSeqs.restore(seqs, offsets, 4)
-    assert not restored.add(int(seqs[-1]), offset=99)
+    rows = seen.before(25)
+    restored = SeenSeqs.restore(rows, 4)
+    assert not restored.add(int(rows[-1, 0]), offset=99)
+
+
+def test_seen_seqs_checks_batches_against_the_grid_of_their_neighbours() -> None:
+    rate = 100_000_000  # a 10 ns sample period; batches of 10 samples are 100 ns long
+    seen = SeenSeqs(horizon=3)
+    seen.add(4, offset=1, first_ns=400, last_ns=490, rate_hz=rate)
+    seen.add(6, offset=2, first_ns=600, last_ns=690, rate_hz=rate)
+
+    def reason(seq: int, first_ns: int, rate_hz: int = rate) -> str | None:
+        problem = seen.inconsistency(seq, first_ns, first_ns + 90, rate_hz)
+        return None if problem is None else problem[0]
+
+    assert reason(5, 500) is None
+    assert reason(5, 450) == "bad_timestamp"  # overlaps batch 4
+    assert reason(5, 530) == "bad_timestamp"  # runs into batch 6
+    assert reason(5, 500, rate // 2) == "bad_timestamp"  # another rate
+    assert reason(7, 100) == "bad_timestamp"  # a damaged sequence number
+    assert reason(20, 2000) is None  # far ahead, on the grid of the latest batch
+    assert reason(20, 2100) == "bad_timestamp"
+    assert reason(2, 200) == "bad_seq"  # below the horizon: cannot be checked
