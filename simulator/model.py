@@ -338,7 +338,3 @@ class RaceModel:
     def over(self) -> bool:
         """Whether the race has ended (``race_end`` was logged)."""
         return self.control.ended
-
-    def flag_name(self) -> int:
-        """Current flag code."""
-        return self.control.flag
