@@ -217,6 +217,7 @@ async def test_reload_resumes_from_the_last_tick(live: Live, pages: Pages) -> No
     assert resume["cursor"] is not None and resume["keyframe"] is True
     assert resume["first"] == resume["cursor"]["tick"] + 1
     assert_no_gap(await page.evaluate("window.__slipstream.ticks"))
+    await screenshot(page, "fan-after-reload")
 
 
 async def test_phone_sized_screen(live: Live, pages: Pages) -> None:
@@ -239,3 +240,4 @@ async def test_every_codec_in_the_browser(live: Live, pages: Pages, codec: str) 
     await page.wait_for_function(
         "document.querySelectorAll('#tyres .temp[data-range]').length === 12"
     )
+    await screenshot(page, f"fan-codec-{codec}")

@@ -158,6 +158,7 @@ export class Stream {
     this.messages = 0;
     this.latencyMs = [];
     this.subscribed = null;
+    this.heldCars = this.cars; // the cars of the last subscription sent
   }
 
   /** The stored cursor {race, tick} (survives a reload), or null. */
@@ -293,10 +294,13 @@ export class Stream {
       const cursor = this.state.race !== null ? { race: this.state.race, tick: this.state.tick } : this.storedCursor;
       if (cursor && cursor.race) {
         msg.cursor = cursor;
-        msg.keyframe = !this.state.hasState;
+        // Cars added while away have no values here: deltas could not apply to them.
+        const same = JSON.stringify(this.cars) === JSON.stringify(this.heldCars);
+        msg.keyframe = !this.state.hasState || !same;
       }
       this.resumes.push({ cursor: msg.cursor ?? null, keyframe: !!msg.keyframe, first: null });
     }
+    this.heldCars = this.cars;
     this._send(msg);
   }
 
