@@ -146,6 +146,11 @@ class Simulation:
         events = model.log.drain()
         if model.over and self._end_ns is None:
             self._end_ns = max((e.t_ns for e in events if e.kind == "race_end"), default=end_ns)
+            # No samples of a finished race: keep the batches that started before its end.
+            keep = max(1, sum(1 for t in t0s if t <= self._end_ns))
+            t0s = t0s[:keep]
+            times = times[: keep * n]
+            end_ns = self._batch_t0_ns(first + keep)
         values = self.sensors.channels(snaps, times, first_step)
         rows = values.shape[0] * values.shape[1]
         off = int(self._rng.integers(0, self._noise.shape[0] - rows + 1))
