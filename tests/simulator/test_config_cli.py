@@ -237,3 +237,24 @@ def test_simulate_process_stops_cleanly_on_sigterm(kafka_broker: TansuBroker) ->
             process.communicate()
     assert process.returncode == 0, err
     assert f"race daytona-{seed}" in out and "ended by stopped" in out
+
+
+def test_bench_command_writes_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kafka_broker: TansuBroker
+) -> None:
+    import json
+
+    path = tmp_path / "bench.json"
+    argv = ["bench", "simulator", "--cars", "4", "--seconds", "3", "--json", str(path),
+            "--kafka", kafka_broker.bootstrap]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "kernel" in out and "kafka" in out and "x real time" in out
+    figures = json.loads(path.read_text())
+    for name in ("kernel", "kernel+encode", "kafka"):
+        assert figures[name]["race_s"] == pytest.approx(3.0)
+        assert figures[name]["real_time_multiple"] > 0
+        assert figures[name]["channel_values_per_s"] == pytest.approx(
+            figures[name]["car_samples_per_s"] * 139
+        )
+    assert figures["kafka"]["records"] == 4 * 30
