@@ -9,7 +9,10 @@ expected until they send again).  Ticks are emitted without holes: a tick
 that nobody sent is emitted empty (every car stale).
 
 Duplicates (same race, car, tick) are dropped, and so are frames of a tick
-already emitted (late) and of a race already left.  Events are delivered with
+already emitted (late) and of a race already left.  Frames of another race
+than the current one are held back until that race's ``race_start`` (which
+the events topic orders after the current race's ``race_end``) or for
+``wait_s``: only then does the current race end.  Events are delivered with
 the first tick emitted at or after their own tick; ``race_end`` flushes the
 race (and is carried by one more, empty, tick when nothing is pending).
 """
@@ -29,6 +32,8 @@ __all__ = ["MAX_TICK_JUMP", "TickAssembler", "TickData"]
 
 #: Frames this far ahead of the last emitted tick are rejected as bogus.
 MAX_TICK_JUMP = 10_000
+#: Frames of a next race held back (see module doc) before it starts anyway.
+MAX_EARLY_FRAMES = 20_000
 _CHANNELS = len(CATALOGUE)
 
 
@@ -95,6 +100,7 @@ class TickAssembler:
         self._partition_of_car = partition_of_car
         self._race: _Race | None = None
         self._left: set[str] = set()
+        self._early: dict[str, list[tuple[Frame, int, float]]] = {}
         self.late_frames = 0
         self.duplicate_frames = 0
 
@@ -123,27 +129,47 @@ class TickAssembler:
         if frame.race in self._left:
             self.late_frames += 1
             return []
+        current = self._race
+        if current is not None and frame.race != current.race and current.race not in self._left:
+            # A next race's frame may overtake the current race's race_end (the
+            # topics are not ordered with each other): hold it until that race's
+            # race_start, or for wait_s.
+            early = self._early.setdefault(frame.race, [])
+            early.append((frame, partition, now_s))
+            if sum(map(len, self._early.values())) <= MAX_EARLY_FRAMES:
+                return []
+            return self._switch_to_early(frame.race, now_s)
         out: list[TickData] = []
-        if self._race is None or frame.race != self._race.race:
+        if current is None or frame.race != current.race:
             out = self._switch(frame.race, now_s)
+        self._add(frame, partition, now_s)
+        return out
+
+    def _add(self, frame: Frame, partition: int, now_s: float) -> None:
         r = self._race
         assert r is not None
         if frame.tick <= r.emitted or (r.emitted >= 0 and frame.tick - r.emitted > MAX_TICK_JUMP):
             self.late_frames += 1
-            return out
+            return
         if frame.q.shape != (_CHANNELS,):
             self.late_frames += 1
-            return out
+            return
         cars = r.pending.setdefault(frame.tick, {})
         if frame.car in cars:
             self.duplicate_frames += 1
-            return out
+            return
         cars[frame.car] = frame.q
         r.first_seen.setdefault(frame.tick, now_s)
         r.partition_of[frame.car] = partition
         r.high[partition] = max(r.high.get(partition, -1), frame.tick)
         r.quiet.discard(frame.car)
         r.expected.add(frame.car)
+
+    def _switch_to_early(self, race: str, now_s: float) -> list[TickData]:
+        """Start ``race`` and take its held frames."""
+        out = self._switch(race, now_s)
+        for frame, partition, seen_s in self._early.pop(race, []):
+            self._add(frame, partition, seen_s)
         return out
 
     def add_event(self, event: RaceEvent, now_s: float) -> list[TickData]:
@@ -152,7 +178,7 @@ class TickAssembler:
             return []
         out: list[TickData] = []
         if self._race is None or event.race != self._race.race:
-            out = self._switch(event.race, now_s)
+            out = self._switch_to_early(event.race, now_s)
         r = self._race
         assert r is not None
         if event.kind == "race_start":
@@ -174,7 +200,12 @@ class TickAssembler:
 
     def poll(self, now_s: float) -> list[TickData]:
         """Ticks complete by now (call after each batch of frames and events)."""
-        return self._ready(now_s)
+        out: list[TickData] = []
+        for race, early in list(self._early.items()):
+            if race in self._early and now_s - early[0][2] >= self.wait_s:
+                # No race_start came: the current race is over all the same.
+                out += self._switch_to_early(race, now_s)
+        return out + self._ready(now_s)
 
     def flush(self) -> list[TickData]:
         """Emit every pending tick of the current race now, complete or not."""
@@ -187,9 +218,10 @@ class TickAssembler:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` may next emit something (None: nothing pending)."""
         r = self._race
-        if r is None or not r.pending:
-            return None
-        return r.first_seen[min(r.pending)] + self.wait_s
+        deadlines = [early[0][2] + self.wait_s for early in self._early.values()]
+        if r is not None and r.pending:
+            deadlines.append(r.first_seen[min(r.pending)] + self.wait_s)
+        return min(deadlines, default=None)
 
     def _complete(self, r: _Race, tick: int) -> bool:
         if not r.started and r.emitted < 0:

@@ -263,6 +263,7 @@ async def test_a_new_race_follows_on_the_same_stream(
         r2 = [f for f in frames(fan.items) if f[0] == "R2"]
         assert same_frames(r2, oracle("R2", range(3), [1, 7], ["tyres"]))
         kinds = [(i.race, i.kind) for i in fan.items if isinstance(i, EventItem)]
-        assert kinds == [("R1", "race_end"), ("R2", "race_start")]
+        # (R1's race_start too, when the fan got there before tick 0 was emitted)
+        assert kinds[-2:] == [("R1", "race_end"), ("R2", "race_start")]
         assert not fan.client.decoder.needs_keyframe
         assert server.hub.m_keyframes.value(reason="requested") == 0

@@ -173,3 +173,29 @@ def test_tick_index_spans_and_coverage() -> None:
     index.add_frame("S", 0, 0, 99)  # a new race starts a new index
     assert index.span(0, 5) == {0: (99, 100)}
     assert not index.covers("R", 1)
+
+
+def test_a_next_race_waits_for_the_current_race_end_or_its_own_start() -> None:
+    a = TickAssembler(1.0, lambda car: 0)
+    start(a, (1,))
+    a.add_frame(frame(0, 1), 0, 0.0)
+    a.poll(0.0)
+    # The next race's frame overtakes the current race's race_end.
+    assert a.add_frame(frame(0, 1, race="S"), 0, 0.1) == []
+    assert a.poll(0.2) == [] and a.race == "R"
+    ended = a.add_event(RaceEvent("R", 1 * TICK_NS, "race_end"), 0.3)
+    assert [(t.race, t.tick, [e.kind for e in t.events]) for t in ended] == [("R", 1, ["race_end"])]
+    start(a, (1,), race="S")
+    [s0] = a.poll(0.4)
+    assert (s0.race, s0.tick, s0.cars.tolist()) == ("S", 0, [1])
+
+
+def test_a_next_race_without_events_starts_after_the_wait() -> None:
+    a = TickAssembler(0.5, lambda car: 0)
+    a.add_frame(frame(0, 1), 0, 0.0)
+    assert [t.tick for t in a.poll(0.5)] == [0]
+    a.add_frame(frame(0, 1, race="S"), 0, 1.0)
+    assert a.next_deadline() == pytest.approx(1.5)
+    assert a.poll(1.4) == [] and a.race == "R"
+    [s0] = a.poll(1.5)  # switched; S's first tick has waited long enough too
+    assert (s0.race, s0.tick, a.race) == ("S", 0, "S")
