@@ -80,10 +80,12 @@ def reduce_segments(
     if rows == 0 or len(starts) == 0:
         return out
     for rule, cols in plan.columns:
-        block = values[:, cols]
+        block = values[:, cols]  # a copy (fancy index), so it may be filled in place
         finite = np.isfinite(block)
+        missing = ~finite
         if rule in ("mean", "sum"):
-            total = np.add.reduceat(np.where(finite, block, 0.0), starts, axis=0, dtype=np.float64)
+            np.copyto(block, 0.0, where=missing)
+            total = np.add.reduceat(block, starts, axis=0, dtype=np.float64)
             count = np.add.reduceat(finite, starts, axis=0, dtype=np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 result = total / count if rule == "mean" else total
@@ -91,7 +93,8 @@ def reduce_segments(
         elif rule in ("min", "max"):
             fill = np.inf if rule == "min" else -np.inf
             ufunc = np.minimum if rule == "min" else np.maximum
-            extreme = ufunc.reduceat(np.where(finite, block, fill), starts, axis=0)
+            np.copyto(block, fill, where=missing)
+            extreme = ufunc.reduceat(block, starts, axis=0)
             out[:, cols] = np.where(np.isfinite(extreme), extreme, np.nan)
         else:  # "last" and "first": the latest / earliest finite row of the segment
             index = np.arange(rows, dtype=np.intp)[:, None]
