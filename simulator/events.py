@@ -3,7 +3,9 @@
 Kinds (``RaceEvent.kind``) and their ``data``:
 
 * ``race_start``: ``track``, ``title``, ``length_m``, ``laps``, ``entries``
-  (list of ``{"car", "driver", "team"}`` in starting order).
+  (list of ``{"car", "driver", "team"}`` in starting order), ``outline`` (200
+  ``[x, y]`` map points of the centre line, metres, from the start line in the
+  direction of travel), ``pit_entry_m`` and ``pit_exit_m`` (lap distances).
 * ``flag``: ``flag`` (green, yellow, red, white, checkered), ``lap`` (leader's
   laps completed).
 * ``pit_in`` / ``pit_out``: ``lap``; ``pit_out`` adds ``stationary_s``.

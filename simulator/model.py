@@ -125,9 +125,17 @@ class RaceModel:
         self.log.add(
             0.0, "race_start", (),
             track=spec.name, title=spec.title, length_m=round(L, 1), laps=laps,
-            entries=[e.to_json() for e in self.entries],
+            entries=[e.to_json() for e in self.entries], outline=self._outline(),
+            pit_entry_m=round(track.pit_entry_m, 1), pit_exit_m=round(track.pit_exit_m, 1),
         )  # fmt: skip
         self.log.add(0.0, "flag", (), flag="green", lap=0)
+
+    def _outline(self, points: int = 200) -> list[list[float]]:
+        """The centre line as ``points`` [x, y] map points (metres), from the line onwards."""
+        idx = np.linspace(0, self.track.points, points, endpoint=False).astype(np.intp)
+        x = np.round(self.track.x_m[idx], 1).tolist()
+        y = np.round(self.track.y_m[idx], 1).tolist()
+        return [[a, b] for a, b in zip(x, y, strict=True)]
 
     # -- the step --------------------------------------------------------------
 

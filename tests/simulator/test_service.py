@@ -66,6 +66,9 @@ async def test_records_are_keyed_by_car_in_order_with_events(
     start = next(e for e in got if e.kind == "race_start")
     assert len(start.data["entries"]) == 6
     assert all(e["driver"] and e["team"] for e in start.data["entries"])
+    assert len(start.data["outline"]) == 200 and start.data["length_m"] == pytest.approx(
+        4023, abs=1
+    )
     assert {r.key for r in await read_all(any_bus, events, 2)} == {b"daytona-21"}
     assert any(e.kind == "flag" and e.data["flag"] == "green" for e in got)
 
