@@ -11,6 +11,18 @@ every reconnect, with jittered exponential backoff.  With ``transport="auto"``
 it starts on the WebSocket, falls back to long-polling when the upgrade is
 refused (e.g. a proxy strips ``Upgrade``), and tries the WebSocket again every
 ``ws_retry_s`` while polling.
+
+Example::
+
+    client = Client("http://127.0.0.1:8000", cars=[24, 48], groups=["tyres"])
+    async for item in client:
+        if isinstance(item, FrameItem):
+            print(item.tick, item.car, item.values["tyre_temp_lf_middle"])
+        elif isinstance(item, StateItem):
+            print("connection", item.state, "via", item.transport)
+
+Resume later from where it was: ``Client(url, ..., cursor=client.cursor)``.
+See docs/protocol.md for the wire protocol.
 """
 
 from __future__ import annotations

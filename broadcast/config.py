@@ -114,6 +114,7 @@ class BroadcastConfig:
             max_send_buffer_bytes=args.max_send_buffer,
             slow_fan_ticks=args.slow_fan_ticks,
             tick_wait_s=args.tick_wait,
+            server_id=args.server_id,
             # Only `slipstream broadcast` has these (other stages name topics too).
             frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
             events_topic=getattr(args, "events_topic", None) or EVENTS_TOPIC,
@@ -197,4 +198,10 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         default=_env_float("TICK_WAIT_S", d.tick_wait_s),
         help=f"longest wait for a tick's late cars before emitting it (default {d.tick_wait_s:g})",
+    )
+    parser.add_argument(
+        "--server-id",
+        default=env("SERVER_ID"),
+        help="this node's name in the hello and /healthz (env SLIPSTREAM_SERVER_ID; "
+        "default: a random node-XXXXXXXX)",
     )

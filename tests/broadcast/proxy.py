@@ -25,6 +25,7 @@ class Proxy:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._upstream: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -45,6 +46,10 @@ class Proxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
+    def upstream_ports(self) -> set[int]:
+        """Local ports of the proxy's open connections to the upstream (as it sees them)."""
+        return {int(w.get_extra_info("sockname")[1]) for w in self._upstream}
+
     def drop_all(self) -> None:
         """Abort every proxied connection (a network failure, as the client sees it)."""
         for writer in list(self._writers):
@@ -62,6 +67,7 @@ class Proxy:
             writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
+        self._upstream.add(up_writer)
         t1 = asyncio.create_task(self._pump(reader, up_writer, rewrite=True))
         t2 = asyncio.create_task(self._pump(up_reader, writer, rewrite=False))
         self._tasks |= {t1, t2}
@@ -69,6 +75,7 @@ class Proxy:
         for w in (writer, up_writer):
             w.transport.abort()
             self._writers.discard(w)
+        self._upstream.discard(up_writer)
         for t in (t1, t2):
             t.cancel()
             self._tasks.discard(t)

@@ -47,10 +47,16 @@ async def test_resume_after_server_abort_and_client_drop_loses_nothing(
             make_client(proxy.url, groups=["tyres", "engine"], cursor=Cursor("R1", -1),
                         backoff_initial_s=0.6, backoff_max_s=0.6)
         )  # fmt: skip
+        # The same subscription, never interrupted.
+        reference = Collector(
+            make_client(server.url, groups=["tyres", "engine"], cursor=Cursor("R1", -1))
+        )
         try:
             await fan.wait_tick(4, 48)
-            for session in list(server.hub.sessions):  # server side: abort
-                session.conn.transport.abort()
+            through_proxy = proxy.upstream_ports()
+            for session in list(server.hub.sessions):  # server side: abort the fan's
+                if session.conn.remote_address[1] in through_proxy:
+                    session.conn.transport.abort()
             await fan.wait(is_state("reconnecting"))
             await feed(feeder, range(5, 10))
             await wait_for_tick(server, 9)
@@ -60,10 +66,14 @@ async def test_resume_after_server_abort_and_client_drop_loses_nothing(
             await feed(feeder, range(10, 15))
             await wait_for_tick(server, 14)
             await fan.wait_tick(14, 48)
+            await reference.wait_tick(14, 48)
         finally:
             await fan.close()
+            await reference.close()
+        assert frames(fan.items) == frames(reference.items)
         want = oracle("R1", range(15), CARS, ["tyres", "engine"], SKIP)
         assert same_frames(frames(fan.items), want)
+        assert not any(is_state("reconnecting")(i) for i in reference.items)
         assert [i.kind for i in fan.items if isinstance(i, EventItem)] == ["race_start"]
         assert not [i for i in fan.items if isinstance(i, NoticeItem)]
         assert server.hub.m_replays.value() >= 2
