@@ -302,9 +302,11 @@ class MemoryConsumer:
             remaining = deadline - loop.time()
             if records or remaining <= 0 or self._closed:
                 return records
-            async with condition:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(condition.wait(), remaining)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # a cancellation that arrives as the wait completes.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining), condition:
+                    await condition.wait()
 
     def assignment(self) -> set[TopicPartition]:
         """Partitions currently assigned (none once stopped)."""
