@@ -117,8 +117,7 @@ class Simulation:
         t0s = [self._batch_t0_ns(b) for b in range(first, first + self.batches_per_chunk)]
         end_ns = self._batch_t0_ns(first + self.batches_per_chunk)
         if cfg.duration_s is not None:
-            limit_ns = round(cfg.duration_s * 1e9)
-            t0s = [t for t in t0s if t < limit_ns]
+            t0s = [t for t in t0s if t < round(cfg.duration_s * 1e9)]
         if self._end_ns is not None:
             t0s = [t for t in t0s if t <= self._end_ns]
         if not t0s:
@@ -135,10 +134,13 @@ class Simulation:
         snaps[0] = self._snaps[-1]
         dt = 1.0 / hz
         model = self.model
+        limit_ns = None if cfg.duration_s is None else round(cfg.duration_s * 1e9)
         for k in range(1, new + 1):
             if not model.over:
                 model.step(dt)
-                if cfg.duration_s is not None and model.t >= cfg.duration_s:
+                # Race time from the integer step count: no drift from adding dt.
+                model.t = (first_step + k) / hz
+                if limit_ns is not None and (first_step + k) * 1_000_000_000 >= limit_ns * hz:
                     model.control.end("duration")
             model.snapshot(snaps[k])
         self._step = last_step

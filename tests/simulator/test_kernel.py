@@ -239,3 +239,12 @@ def test_lap_times_are_plausible_per_track() -> None:
         assert times.size > 100, name
         typical = np.percentile(times, [10, 50, 90])
         assert low <= typical[0] and typical[2] <= high, (name, typical, track.lap_time_s)
+
+
+@pytest.mark.parametrize("duration_s", [2.0, 3.3, 5.0, 7.0, 12.5])
+def test_a_duration_run_ends_with_race_end_at_its_duration(duration_s: float) -> None:
+    run = simulate(SimulatorConfig(cars=2, rate_hz=10, duration_s=duration_s, speed=0))
+    ends = [e for e in run.events if e.kind == "race_end"]
+    assert len(ends) == 1 and ends[0].data["reason"] == "duration"
+    assert duration_s <= ends[0].t_ns / 1e9 < duration_s + 0.11
+    assert run.times_s[-1] < duration_s
