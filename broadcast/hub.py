@@ -122,6 +122,17 @@ class Hub:
         self.closing = True
         self._tick_event.set()
 
+    def shutdown_notice(self) -> bytes:
+        """The ``shutdown`` notice every fan gets when the node stops."""
+        latest = self.ring.latest
+        return notice_message(
+            "shutdown",
+            "this node is shutting down; reconnect (to any node) with your cursor",
+            latest.race if latest else None,
+            None,
+            latest.tick if latest else None,
+        )
+
     async def wait_tick(self, timeout_s: float) -> bool:
         """Wait for the next tick; False on timeout."""
         event = self._tick_event

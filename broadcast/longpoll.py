@@ -158,6 +158,8 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
                 await hub.wait_tick(remaining)
         finally:
             hub.poll_waiting -= 1
+        if hub.closing:
+            messages.append(hub.shutdown_notice())
         if (
             cursor is not None
             and messages

@@ -25,7 +25,6 @@ from broadcast.history import BusHistory, TickIndex
 from broadcast.hub import Hub
 from broadcast.longpoll import make_app
 from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
-from broadcast.ring import notice_message
 from broadcast.session import Session
 from broadcast.ticks import TickAssembler
 from slipstream.bus import Bus, Consumer, Record, partition_for
@@ -179,14 +178,7 @@ class BroadcastServer:
         server = self._server
         if server is not None:
             self._server = None
-            latest = self.hub.ring.latest
-            bye = notice_message(
-                "shutdown",
-                "this node is shutting down; reconnect (to any node) with your cursor",
-                latest.race if latest else None,
-                None,
-                latest.tick if latest else None,
-            )
+            bye = self.hub.shutdown_notice()
             for session in list(self.hub.sessions):
                 with contextlib.suppress(Exception):
                     await session.conn.send(bye)

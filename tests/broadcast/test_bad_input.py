@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
+import msgpack
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -15,7 +17,7 @@ from broadcast.server import BroadcastServer
 from slipstream.bus import MemoryBus
 from slipstream.catalogue import CATALOGUE
 from slipstream.errors import ConfigError
-from tests.broadcast.helpers import Collector, make_client, node
+from tests.broadcast.helpers import Collector, make_client, node, wait_for_tick
 
 
 async def next_of(ws: ClientConnection, kind: str) -> dict[str, object]:
@@ -154,3 +156,21 @@ async def test_stop_tells_fans_to_reconnect_elsewhere() -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             assert ws.close_code == 1012
+
+
+async def test_stop_releases_held_polls_with_the_shutdown_notice() -> None:
+    async with node(MemoryBus()) as (server, feeder), aiohttp.ClientSession() as http:
+        await feeder.start_race()
+        await feeder.tick(0)
+        await wait_for_tick(server, 0)
+        url = f"{server.url}/v1/poll?race=R1&cursor=0"  # nothing new: the node holds it
+        poll = asyncio.create_task(http.get(url))
+        done, _ = await asyncio.wait([poll], timeout=0.5)
+        assert not done and server.hub.poll_waiting == 1  # held
+        await server.stop()
+        async with asyncio.timeout(5):
+            resp = await poll
+        body = msgpack.unpackb(await resp.read())
+        notices = [decode_message(m) for m in body["m"]]
+        assert [n["code"] for n in notices] == ["shutdown"]
+        assert (body["race"], body["cursor"]) == ("R1", 0)
