@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from broadcast.fanout import EncodedTick, FanoutStats
+from broadcast.protocol import BroadcastError
 from broadcast.ticks import TickAssembler, TickData
-from slipstream.bus import Bus, Record, TopicPartition
+from slipstream.bus import Bus, Consumer, Record, TopicPartition
 from slipstream.records import RaceEvent, RecordError, decode_frame
 
-__all__ = ["BusHistory", "TickIndex"]
+__all__ = ["BusHistory", "HistoryUnavailable", "TickIndex"]
+
+
+class HistoryUnavailable(BroadcastError):
+    """The ticks asked for cannot be re-read from the bus."""
 
 
 @dataclass(slots=True)
@@ -90,8 +96,10 @@ class BusHistory:
         frames_topic: Topic of the frames.
         index: The node's :class:`TickIndex`.
         stats: Encode counters shared with the live ticks.
-        timeout_s: Longest time a re-read may take before the resume falls
-            back to a keyframe and a notice.
+        timeout_s: Longest time re-reading one chunk may take before the
+            resume falls back to a keyframe and a notice.
+        chunk_ticks: Ticks re-read and held at a time (bounds the memory of a
+            long resume; also the most a long-poll answer carries from the bus).
     """
 
     def __init__(
@@ -101,45 +109,67 @@ class BusHistory:
         index: TickIndex,
         stats: FanoutStats,
         timeout_s: float = 5.0,
+        chunk_ticks: int = 240,
     ) -> None:
+        if chunk_ticks < 1:
+            raise ValueError("chunk_ticks must be at least 1")
         self.timeout_s = timeout_s
+        self.chunk_ticks = chunk_ticks
         self.bus = bus
         self.frames_topic = frames_topic
         self.index = index
         self.stats = stats
 
-    async def ticks(self, race: str, after: int, until: int) -> list[EncodedTick] | None:
-        """Ticks ``after+1 .. until`` of ``race`` (None when the bus no longer has them)."""
+    async def chunks(
+        self, race: str, after: int, until: int
+    ) -> AsyncGenerator[list[EncodedTick], None]:
+        """Ticks ``after+1 .. until`` of ``race``, in order, ``chunk_ticks`` at a time.
+
+        Memory stays bounded by one chunk however long the gap.  Use with
+        :func:`contextlib.aclosing` when stopping early.
+
+        Raises:
+            HistoryUnavailable: The bus (or the index) no longer has them; the
+                chunks already yielded are valid.
+        """
         index = self.index
         if until <= after or not index.covers(race, after):
-            return None
-        span = index.span(after, until)
+            raise HistoryUnavailable(f"ticks after {after} of race {race} are not indexed")
         consumer = await self.bus.consumer([self.frames_topic], group_id=None)
         try:
-            for partition, (start, _) in span.items():
-                consumer.seek(TopicPartition(self.frames_topic, partition), start)
             assembler = TickAssembler(0.0, lambda car: 0)
-            remaining = {p for p, (start, stop) in span.items() if start < stop}
-            positions = {p: start for p, (start, _) in span.items()}
+            low, following = after, after + 1  # the first window also reads tick `after`
+            while following <= until:
+                high = min(until, following + self.chunk_ticks - 1)
+                await self._read(consumer, assembler, race, low, high)
+                out: list[EncodedTick] = []
+                for data in assembler.emit_through(high):
+                    if data.tick > after:
+                        events = index.events(data.tick)
+                        out.append(EncodedTick(_with_events(data, events), self.stats))
+                if not out or out[0].tick != following or out[-1].tick != high:
+                    raise HistoryUnavailable(f"ticks {following}..{high} are not all on the bus")
+                yield out
+                low = following = high + 1
+        finally:
+            await consumer.stop()
+
+    async def _read(
+        self, consumer: Consumer, assembler: TickAssembler, race: str, low: int, high: int
+    ) -> None:
+        span = self.index.span(low, high)
+        for partition, (start, _) in span.items():
+            consumer.seek(TopicPartition(self.frames_topic, partition), start)
+        remaining = {p for p, (start, stop) in span.items() if start < stop}
+        positions = {p: start for p, (start, _) in span.items()}
+        try:
             async with asyncio.timeout(self.timeout_s):
                 while remaining:
                     records = await consumer.getmany(timeout_ms=200)
-                    _take(records, span, positions, assembler, race, after, until)
+                    _take(records, span, positions, assembler, race, low, high)
                     remaining = {p for p in remaining if positions[p] < span[p][1]}
         except TimeoutError:
-            return None  # the bus lost them (retention) or is gone
-        finally:
-            await consumer.stop()
-        out: list[EncodedTick] = []
-        for data in assembler.flush():
-            if after < data.tick <= until:
-                events = index.events(data.tick)
-                if events:
-                    data = _with_events(data, events)
-                out.append(EncodedTick(data, self.stats))
-        if not out or out[0].tick != after + 1 or out[-1].tick != until:
-            return None
-        return out
+            raise HistoryUnavailable("the bus did not return the frames in time") from None
 
 
 def _take(
@@ -169,6 +199,8 @@ def _take(
 
 
 def _with_events(data: TickData, events: tuple[RaceEvent, ...]) -> TickData:
+    if not events:
+        return data
     return TickData(
         data.race, data.tick, data.cars, data.q, data.base, data.prev_q,
         data.state_cars, data.state_q, data.state_tick, data.stale, events,

@@ -11,16 +11,17 @@ catches up, and is closed with 4008 if it stays behind).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from broadcast.config import BroadcastConfig
 from broadcast.fanout import EncodedTick, FanoutStats, SubKey
-from broadcast.history import BusHistory
+from broadcast.history import BusHistory, HistoryUnavailable
 from broadcast.protocol import CLOSE_TOO_SLOW
 from broadcast.ring import ReplayRing, notice_message
 from broadcast.ticks import TickData
@@ -104,18 +105,32 @@ class Hub:
             self._tick_event.set()
             self._tick_event = asyncio.Event()
 
-    async def history_ticks(self, race: str, after: int) -> list[EncodedTick] | None:
-        """Ticks after ``after`` up to the ring's first, from the bus (None: unavailable)."""
+    def history_reaches(self, race: str, after: int) -> bool:
+        """Whether the ticks between ``after`` and the ring may be re-read from the bus."""
         ring = self.ring
         if self.history is None or ring.race != race or not len(ring):
-            return None
+            return False
         first = next(iter(ring)).tick
-        if after >= first - 1 or first - 1 - after > self.config.history_ticks:
-            return None
-        ticks = await self.history.ticks(race, after, first - 1)
-        if ticks:
-            self.m_history.inc(float(len(ticks)))
-        return ticks
+        return (
+            first - 1 > after >= first - 1 - self.config.history_ticks
+            and self.history.index.covers(race, after)
+        )
+
+    async def history_chunks(
+        self, race: str, after: int
+    ) -> AsyncGenerator[list[EncodedTick], None]:
+        """Ticks after ``after`` up to the ring's first, re-read from the bus, a chunk at a time.
+
+        Raises:
+            HistoryUnavailable: The bus no longer has (some of) them.
+        """
+        if self.history is None or not self.history_reaches(race, after):
+            raise HistoryUnavailable(f"ticks after {after} of race {race} are not available")
+        first = next(iter(self.ring)).tick
+        async with contextlib.aclosing(self.history.chunks(race, after, first - 1)) as chunks:
+            async for chunk in chunks:
+                self.m_history.inc(float(len(chunk)))
+                yield chunk
 
     def close(self) -> None:
         """The node is stopping: wake every held long-poll."""

@@ -10,6 +10,7 @@ bytes as on the WebSocket) and the next cursor, or nothing after holding
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from broadcast.fanout import EncodedTick
+from broadcast.history import HistoryUnavailable
 from broadcast.hub import Hub
 from broadcast.protocol import (
     PROTOCOL_VERSION,
@@ -114,13 +117,20 @@ def _collect(
 async def _from_history(
     hub: Hub, sub: Any, cursor: Cursor | None, keyframe: bool
 ) -> tuple[list[bytes], Cursor] | None:
-    """Messages after a cursor past the ring, re-read from the bus (None: not there)."""
+    """Messages after a cursor past the ring, re-read from the bus (None: not there).
+
+    At most one chunk of re-read ticks per response (the poller comes back for
+    more), plus the ring's ticks when the chunk reaches them.
+    """
     latest = hub.ring.latest
-    if cursor is None or latest is None or cursor.race != latest.race:
+    if cursor is None or latest is None or not hub.history_reaches(cursor.race, cursor.tick):
         return None
-    if cursor.tick >= latest.tick or hub.ring.after(cursor.race, cursor.tick) is not None:
-        return None
-    ticks = await hub.history_ticks(cursor.race, cursor.tick)
+    ticks: list[EncodedTick] = []
+    with contextlib.suppress(HistoryUnavailable):
+        async with contextlib.aclosing(hub.history_chunks(cursor.race, cursor.tick)) as chunks:
+            async for chunk in chunks:
+                ticks = chunk
+                break
     if not ticks:
         return None
     ticks += hub.ring.after(cursor.race, ticks[-1].tick) or []

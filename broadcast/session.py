@@ -16,6 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from broadcast.fanout import EncodedTick
+from broadcast.history import HistoryUnavailable
 from broadcast.hub import Hub
 from broadcast.protocol import (
     CLOSE_BAD_INPUT,
@@ -148,10 +149,10 @@ class Session:
         self.sub = sub
         await self._send(encode_message(ack))
         plan = plan_resume(self.hub.ring, sub.cursor, sub.keyframe)
-        history = None
+        history = False
         if plan.jump and sub.cursor is not None and latest is not None:
-            history = await self.hub.history_ticks(sub.cursor.race, sub.cursor.tick)
-            if history is not None:  # past the ring, but the bus still has it
+            history = self.hub.history_reaches(sub.cursor.race, sub.cursor.tick)
+            if history:  # past the ring, but the bus still has it
                 plan = ResumePlan([], None, False, sub.keyframe)
         if plan.notice is not None:
             await self._send(plan.notice)
@@ -169,8 +170,8 @@ class Session:
                 self.wait_until = (sub.cursor.race, plan.wait_until)
             if plan.replay or history:
                 self.hub.m_replays.inc()
-            for tick in history or ():
-                await self._send_tick(tick, sub)
+            if history:
+                await self._send_history(sub)
         await self._catch_up(sub)
 
     async def _catch_up(self, sub: Subscribe) -> None:
@@ -185,7 +186,7 @@ class Session:
                 if pending is None:
                     # The ring moved past us during the replay: keyframe next tick.
                     self.needs_keyframe = True
-                    text = f"the replay fell out of the replay window after tick {self.last_tick}"
+                    text = f"ticks after {self.last_tick} are past what this node can replay"
                     await self._send(
                         notice_message("resume_gap", text, self.race, self.last_tick + 1, None)
                     )
@@ -194,6 +195,17 @@ class Session:
                 return
             for tick in pending:
                 await self._send_tick(tick, sub)
+
+    async def _send_history(self, sub: Subscribe) -> None:
+        """Send the ticks between the cursor and the ring, re-read from the bus."""
+        assert self.race is not None
+        try:
+            async for chunk in self.hub.history_chunks(self.race, self.last_tick):
+                for tick in chunk:
+                    await self._send_tick(tick, sub)
+        except HistoryUnavailable as exc:
+            # What was sent stands; _catch_up notices the gap that is left.
+            logger.info("resume from the bus stopped: %s", exc)
 
     async def _send_tick(self, tick: EncodedTick, sub: Subscribe) -> None:
         """Send one tick (and its events) of a replay."""

@@ -215,6 +215,16 @@ class TickAssembler:
             out += self._emit_through(r, min(r.pending))
         return out
 
+    def emit_through(self, tick: int) -> list[TickData]:
+        """Emit every tick up to ``tick`` now, complete or not (empty ones too)."""
+        r = self._race
+        out: list[TickData] = []
+        while r is not None and r.pending and min(r.pending) <= tick:
+            out += self._emit_through(r, min(r.pending))
+        if r is not None and 0 <= r.emitted < tick:
+            out += self._emit_through(r, tick)
+        return out
+
     def next_deadline(self) -> float | None:
         """When :meth:`poll` may next emit something (None: nothing pending)."""
         r = self._race

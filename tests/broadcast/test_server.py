@@ -116,6 +116,8 @@ async def test_a_resume_past_the_ring_is_replayed_from_the_bus(
         node(any_bus, unique_topic, replay_ticks=5, poll_hold_s=1.0) as (server, feeder),
         Proxy(server.port) as proxy,
     ):
+        assert server.hub.history is not None
+        server.hub.history.chunk_ticks = 4  # several chunks per resume
         await feeder.start_race()
         await feed(feeder, range(9))
         fan = Collector(make_client(proxy.url, transport=transport, cursor=Cursor("R1", -1)))

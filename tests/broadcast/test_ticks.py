@@ -199,3 +199,18 @@ def test_a_next_race_without_events_starts_after_the_wait() -> None:
     assert a.poll(1.4) == [] and a.race == "R"
     [s0] = a.poll(1.5)  # switched; S's first tick has waited long enough too
     assert (s0.race, s0.tick, a.race) == ("S", 0, "S")
+
+
+def test_emit_through_emits_up_to_a_tick_complete_or_not() -> None:
+    a = TickAssembler(10.0, lambda car: car)
+    start(a, (1, 2))
+    a.add_frame(frame(0, 1), 1, 0.0)
+    a.add_frame(frame(2, 1), 1, 0.0)
+    a.add_frame(frame(5, 2), 2, 0.0)
+    assert [(t.tick, t.cars.tolist()) for t in a.emit_through(3)] == [
+        (0, [1]),
+        (1, []),
+        (2, [1]),
+        (3, []),
+    ]
+    assert [t.tick for t in a.flush()] == [4, 5]
