@@ -10,6 +10,7 @@ tick slips between replay and live stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from websockets.asyncio.server import ServerConnection
@@ -200,9 +201,13 @@ class Session:
         """Send the ticks between the cursor and the ring, re-read from the bus."""
         assert self.race is not None
         try:
-            async for chunk in self.hub.history_chunks(self.race, self.last_tick):
-                for tick in chunk:
-                    await self._send_tick(tick, sub)
+            # aclosing: a fan that leaves mid-way must not keep the bus consumer open.
+            async with contextlib.aclosing(
+                self.hub.history_chunks(self.race, self.last_tick)
+            ) as chunks:
+                async for chunk in chunks:
+                    for tick in chunk:
+                        await self._send_tick(tick, sub)
         except HistoryUnavailable as exc:
             # What was sent stands; _catch_up notices the gap that is left.
             logger.info("resume from the bus stopped: %s", exc)
