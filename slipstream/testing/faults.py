@@ -1,0 +1,376 @@
+"""Fault-injection tools: a cuttable TCP proxy, a broker behind it, service processes.
+
+* :class:`CutProxy` forwards loopback TCP connections to an upstream port and
+  can *cut* them: abort every open connection and refuse new ones until
+  :meth:`CutProxy.restore` (a network failure, as both peers see it).
+* :class:`ProxiedBroker` runs a Tansu broker that advertises a *proxy's*
+  address, so every Kafka client (which reconnects to the advertised address)
+  goes through the proxy, and an outage of the proxy is an outage of the broker.
+* :class:`Service` runs one ``python -m slipstream ...`` process with its log
+  in a file, waits for it, kills it with ``SIGKILL`` or stops it with
+  ``SIGTERM``, and reads its resident memory from ``/proc``.
+* :func:`slope_per_s` fits a least-squares line to memory samples.
+
+Used by ``tests/faults`` (see docs/resilience.md).
+
+Hierarchy::
+
+    SlipstreamError
+    └── FaultToolError   a helper process exited, or never became ready
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from slipstream.errors import SlipstreamError
+from slipstream.testing.broker import BrokerError, broker_binary, free_port, probe
+
+__all__ = [
+    "CutProxy",
+    "FaultToolError",
+    "ProxiedBroker",
+    "Service",
+    "rss_bytes",
+    "slope_per_s",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 65536
+
+
+class FaultToolError(SlipstreamError):
+    """A helper process exited early or never became ready."""
+
+
+class CutProxy:
+    """A loopback TCP proxy on a free port that can cut every connection.
+
+    Args:
+        upstream_port: Port on 127.0.0.1 to forward to.
+        port: Port to listen on (0: a free one).
+
+    Use as ``async with CutProxy(port) as proxy: ... proxy.cut() ... proxy.restore()``.
+    """
+
+    def __init__(self, upstream_port: int, port: int = 0) -> None:
+        if not 0 < upstream_port < 65536:
+            raise ValueError(f"upstream_port must be in 1..65535, got {upstream_port}")
+        self.upstream_port = upstream_port
+        self._requested_port = port
+        self.is_cut = False
+        #: Connections accepted, refused while cut, and aborted by :meth:`cut`.
+        self.accepted = 0
+        self.refused = 0
+        self.aborted = 0
+        self._server: asyncio.Server | None = None
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on."""
+        if self._server is None:
+            raise FaultToolError("the proxy is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def open_connections(self) -> int:
+        """Proxied connections open now."""
+        return len(self._pairs)
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1."""
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self._requested_port, backlog=4096, reuse_address=True
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and abort every connection."""
+        if self._server is not None:
+            self._server.close()
+        self._abort_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> CutProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def cut(self) -> int:
+        """Abort every open connection and refuse new ones; returns how many were open."""
+        self.is_cut = True
+        return self._abort_all()
+
+    def restore(self) -> None:
+        """Accept and forward connections again."""
+        self.is_cut = False
+
+    def _abort_all(self) -> int:
+        pairs = list(self._pairs)
+        for down, up in pairs:
+            down.transport.abort()
+            up.transport.abort()
+        self._pairs.clear()
+        self.aborted += len(pairs)
+        return len(pairs)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_cut:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        if self.is_cut:  # cut while connecting upstream
+            self.refused += 1
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        self.accepted += 1
+        pair = (writer, up_writer)
+        self._pairs.add(pair)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        finally:
+            self._tasks.discard(task)
+            self._pairs.discard(pair)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(_CHUNK_BYTES):
+                writer.write(data)
+                await writer.drain()
+        # One side ended: end both (the other pump then sees EOF or an error).
+        writer.transport.abort()
+
+
+class ProxiedBroker:
+    """A Tansu broker (in-memory storage) that advertises ``127.0.0.1:advertised_port``.
+
+    Start a :class:`CutProxy` on ``advertised_port`` in front of :attr:`port`;
+    give clients ``127.0.0.1:advertised_port`` as bootstrap.  Every connection
+    of every client then runs through the proxy.
+
+    Args:
+        advertised_port: The proxy's port.
+        start_timeout_s: How long :meth:`start` waits for Kafka answers.
+    """
+
+    def __init__(self, advertised_port: int, *, start_timeout_s: float = 15.0) -> None:
+        self.advertised_port = advertised_port
+        self.start_timeout_s = start_timeout_s
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The address clients use: the proxy's."""
+        return f"127.0.0.1:{self.advertised_port}"
+
+    def start(self) -> None:
+        """Start the broker on a free port and wait until it answers (directly)."""
+        self.port = free_port()
+        self._log = tempfile.TemporaryFile(prefix="tansu-")  # noqa: SIM115
+        command = [
+            broker_binary(), "broker",
+            "--listener-url", f"tcp://127.0.0.1:{self.port}",
+            "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise FaultToolError(f"the broker exited with code {self._process.returncode}")
+            try:
+                probe("127.0.0.1", self.port, timeout_s=1.0)
+            except (OSError, BrokerError):
+                time.sleep(0.02)  # not listening yet: a short pause between attempts
+                continue
+            return
+        self.stop()
+        raise FaultToolError(f"the broker did not answer within {self.start_timeout_s:g} s")
+
+    def stop(self) -> None:
+        """Terminate the broker (kill it after 5 s)."""
+        process, self._process = self._process, None
+        if process is not None:
+            _end(process, signal.SIGTERM, 5.0)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _end(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Service:
+    """One ``python -m slipstream ARGS`` process, its log kept in a temporary file.
+
+    Args:
+        args: Arguments after ``slipstream`` (global options first).
+        name: A label for messages.
+        cwd: Working directory (default: the current one).
+    """
+
+    def __init__(self, args: Sequence[str], name: str, cwd: Path | None = None) -> None:
+        self.args = list(args)
+        self.name = name
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        if self.process is None:
+            raise FaultToolError(f"{self.name} is not started")
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the process (its stdout and stderr go to the log)."""
+        if self._log is None:
+            self._log = tempfile.TemporaryFile(prefix=f"{self.name}-")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "slipstream", *self.args],
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        """Everything the process (and its predecessors under this object) wrote."""
+        if self._log is None or self._log.closed:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace")
+        self._log.seek(0, os.SEEK_END)
+        return text
+
+    def error_lines(self) -> list[str]:
+        """Log lines at ERROR or CRITICAL, and tracebacks."""
+        return [
+            line
+            for line in self.log().splitlines()
+            if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")
+        ]
+
+    def kill9(self) -> None:
+        """``kill -9`` the process and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM (SIGKILL after ``timeout_s``); returns the exit code."""
+        if self.process is None:
+            return None
+        _end(self.process, signal.SIGTERM, timeout_s)
+        return self.process.returncode
+
+    def close(self) -> None:
+        """Stop the process if it runs and drop the log."""
+        self.stop(5.0)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def get_json(self, port: int, path: str, timeout_s: float = 2.0) -> Any:
+        """``GET http://127.0.0.1:PORT/PATH`` as JSON (blocking: call in a thread)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as r:
+            return json.loads(r.read())
+
+    async def wait_http(self, port: int, path: str = "/healthz", timeout_s: float = 30.0) -> Any:
+        """Wait until ``path`` answers 200 on ``port``; returns the JSON body.
+
+        Raises:
+            FaultToolError: The process exited or did not answer in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.running:
+                raise FaultToolError(f"{self.name} exited early; its log:\n{self.log()[-3000:]}")
+            try:
+                return await asyncio.to_thread(self.get_json, port, path, 1.0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise FaultToolError(
+                        f"{self.name} did not answer on {port}{path} in {timeout_s:g} s"
+                    ) from None
+                await asyncio.sleep(0.1)  # polling a port that is not listening yet
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid``, from ``/proc/PID/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise FaultToolError(f"no VmRSS for process {pid}")
+
+
+def slope_per_s(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of ``(t_s, value)`` samples, in value units per second."""
+    n = len(samples)
+    if n < 2:
+        raise ValueError("need at least two samples for a slope")
+    mean_t = sum(t for t, _ in samples) / n
+    mean_v = sum(v for _, v in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        raise ValueError("samples need at least two distinct times")
+    return sum((t - mean_t) * (v - mean_v) for t, v in samples) / var

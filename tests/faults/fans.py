@@ -1,0 +1,445 @@
+"""Lean resuming fans for the fault tests: raw asyncio WebSocket, cursor, reconnect.
+
+A :class:`Fan` is one logical fan that survives its connections: it keeps its
+cursor and the values it holds per (car, group), reconnects on its own with
+jittered backoff (rotating through the fleet's node addresses, like a load
+balancer would) and resumes from its cursor.  On the data it checks, as ticks
+arrive:
+
+* a tick at or before its cursor is a **duplicate** (counted, not applied);
+* a tick past ``cursor + 1`` is a **gap** (kept as a range, with whether a
+  ``resume_gap`` notice reported it just before);
+* a delta on a wrong base is counted (it would show wrong values);
+* every fresh car-frame's values (the subscribed groups' quantised values) are
+  compared with the first value any fan of the fleet saw for that
+  ``(race, car, tick)`` (:class:`Observations`), which the tests compare with
+  the frames topic or with an uninterrupted fan.
+
+Thousands of these fit in one process (no ``websockets`` client, one msgpack
+unpack per message, codec decode only of the subscribed parts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import os
+import random
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+from numpy.typing import NDArray
+
+from slipstream.bench.wire import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WsFrameReader,
+    encode_client_frame,
+    handshake_request,
+    parse_handshake_response,
+)
+from slipstream.catalogue import CATALOGUE
+from slipstream.codecs import get_codec
+
+KIND_KEYFRAME = 0
+
+
+def digest(arrays: list[NDArray[np.int32]]) -> int:
+    """CRC-32 of the concatenated quantised values (group order)."""
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a, dtype=np.int32).tobytes(), crc)
+    return crc
+
+
+@dataclass
+class Observations:
+    """Values seen by any fan of a fleet: ``(race, car, tick) -> digest``; mismatches counted."""
+
+    values: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    mismatches: int = 0
+
+    def see(self, key: tuple[str, int, int], value: int) -> None:
+        old = self.values.setdefault(key, value)
+        if old != value:
+            self.mismatches += 1
+
+
+@dataclass
+class Gap:
+    race: str
+    first: int
+    last: int
+    reported: bool
+
+
+class Fan:
+    """One logical fan (see module doc); its connections come and go."""
+
+    def __init__(self, fleet: FanFleet, index: int) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.address = index % len(fleet.addresses)
+        self.cursor: tuple[str, int] | None = None
+        self.first_tick: int | None = None
+        self.held: dict[tuple[int, int], tuple[int, NDArray[np.int32]]] = {}
+        self.frames = 0
+        self.duplicates = 0
+        self.bad_bases = 0
+        self.gaps: list[Gap] = []
+        self.notices: list[dict[str, Any]] = []
+        self.connects = 0
+        self.connection: FanConnection | None = None
+        self.lost_at: float | None = None
+        self.resume_s: list[float] = []
+        self.errors: list[str] = []
+        self.closed = False
+        self._pending_notice: dict[str, Any] | None = None
+
+    def subscribe_message(self) -> bytes:
+        message: dict[str, Any] = {
+            "op": "subscribe",
+            "cars": list(self.fleet.cars) if self.fleet.cars else None,
+            "groups": [CATALOGUE.groups[g].name for g in self.fleet.groups],
+        }
+        if self.cursor is not None:
+            message["cursor"] = {"race": self.cursor[0], "tick": self.cursor[1]}
+        return json.dumps(message).encode()
+
+    async def connect(self) -> None:
+        """Connect (retrying with backoff, rotating addresses) until connected or closed."""
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            host, port = self.fleet.addresses[self.address]
+            try:
+                await loop.create_connection(
+                    functools.partial(FanConnection, self, host, port), host, port
+                )
+                return
+            except OSError as exc:
+                attempt += 1
+                self.fleet.connect_failures += 1
+                if attempt == 1 or attempt % 5 == 0:
+                    self.address = (self.address + 1) % len(self.fleet.addresses)
+                if attempt > self.fleet.max_attempts:
+                    self.errors.append(f"gave up after {attempt} attempts: {exc}")
+                    return
+                await asyncio.sleep(self.fleet.backoff_s(attempt))  # reconnect backoff
+
+    def lost(self) -> None:
+        self.connection = None
+        if self.closed:
+            return
+        if self.lost_at is None:  # resume time counts from the first loss
+            self.lost_at = time.monotonic()
+        self.fleet.spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        await asyncio.sleep(random.uniform(0.0, self.fleet.first_delay_s))  # spread the storm
+        await self.connect()
+
+    def message(self, data: bytes) -> None:
+        msg = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        kind = msg.get("t")
+        if kind == "tick":
+            self._tick(msg)
+        elif kind == "notice":
+            self.notices.append(msg)
+            if msg.get("code") in ("resume_gap", "race_changed"):
+                self._pending_notice = msg
+        elif kind == "subscribed":
+            self.connects += 1
+            self.fleet.subscribed(self)
+        elif kind == "error":
+            self.errors.append(f"error {msg.get('code')}: {msg.get('message')}")
+
+    def _tick(self, msg: dict[str, Any]) -> None:
+        race, tick = msg["race"], msg["tick"]
+        if self.lost_at is not None:
+            self.resume_s.append(time.monotonic() - self.lost_at)
+            self.lost_at = None
+        if self.cursor is not None and self.cursor[0] == race:
+            if tick <= self.cursor[1]:
+                self.duplicates += 1
+                return
+            if tick > self.cursor[1] + 1:
+                notice = self._pending_notice
+                reported = (
+                    notice is not None
+                    and notice.get("code") == "resume_gap"
+                    and (notice.get("from") or 0) <= self.cursor[1] + 1
+                    and (notice.get("to") or 0) >= tick - 1
+                )
+                self.gaps.append(Gap(race, self.cursor[1] + 1, tick - 1, reported))
+        elif self.cursor is not None:
+            self.held.clear()
+            self.first_tick = None
+        self._pending_notice = None
+        codec = get_codec(msg["codec"])
+        fresh: dict[int, list[NDArray[np.int32]]] = {}
+        for car, g, kind, base, payload in msg["p"]:
+            size = CATALOGUE.groups[g].size
+            if kind == KIND_KEYFRAME:
+                values = codec.decode_keyframe(payload, size)
+                self.held[(car, g)] = (base, values)
+                if base == tick:
+                    fresh.setdefault(car, []).append(values)
+                continue
+            held = self.held.get((car, g))
+            if held is None or held[0] != base:
+                self.bad_bases += 1
+                self.held.pop((car, g), None)
+                continue
+            values = codec.decode_delta(held[1], payload)
+            self.held[(car, g)] = (tick, values)
+            fresh.setdefault(car, []).append(values)
+        for car, arrays in fresh.items():
+            self.frames += 1
+            self.fleet.observations.see((race, car, tick), digest(arrays))
+        if self.first_tick is None:
+            self.first_tick = tick
+        self.cursor = (race, tick)
+        self.fleet.progress(self)
+
+
+class FanConnection(asyncio.Protocol):
+    """One WebSocket connection of a :class:`Fan`."""
+
+    def __init__(self, fan: Fan, host: str, port: int) -> None:
+        self.fan = fan
+        self.key = base64.b64encode(os.urandom(16)).decode("ascii")
+        self.request = handshake_request(host, port, "/ws", self.key, ("slipstream.v1",))
+        self.transport: asyncio.Transport | None = None
+        self.reader: WsFrameReader | None = None
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.fan.connection = self
+        transport.write(self.request)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_client_frame(opcode, payload, os.urandom(4)))
+
+    def data_received(self, data: bytes) -> None:
+        if self.reader is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            try:
+                parse_handshake_response(self.head[:end], self.key, ("slipstream.v1",))
+            except Exception as exc:
+                self.fan.errors.append(f"upgrade refused: {exc}")
+                self.abort()
+                return
+            data, self.head = self.head[end + 4 :], b""
+            self.reader = WsFrameReader()
+            self.send(OP_TEXT, self.fan.subscribe_message())
+            if not data:
+                return
+        try:
+            messages = self.reader.feed(data)
+            for opcode, payload, _ in messages:
+                if opcode == OP_BINARY:
+                    self.fan.message(payload)
+                elif opcode == OP_PING:
+                    self.send(OP_PONG, payload)
+                elif opcode == OP_CLOSE:
+                    self.send(OP_CLOSE, payload[:2])
+                    self.abort()
+                    return
+        except Exception as exc:
+            self.fan.errors.append(f"bad stream: {exc!r}")
+            self.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.fan.connection is self or self.fan.connection is None:
+            self.fan.lost()
+
+
+class FanFleet:
+    """``count`` fans subscribed to ``cars`` x ``groups`` on the first reachable address.
+
+    Args:
+        addresses: ``(host, port)`` of nodes; fan ``i`` starts on ``i % len``
+            and moves to the next when a connection attempt fails.
+        first_delay_s: A lost fan waits uniformly up to this before reconnecting.
+    """
+
+    def __init__(
+        self,
+        addresses: list[tuple[str, int]],
+        count: int,
+        cars: tuple[int, ...] | None,
+        groups: tuple[int, ...],
+        *,
+        first_delay_s: float = 0.5,
+        backoff_max_s: float = 1.0,
+        max_attempts: int = 200,
+    ) -> None:
+        self.addresses = addresses
+        self.cars = cars
+        self.groups = groups
+        self.first_delay_s = first_delay_s
+        self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
+        self.observations = Observations()
+        self.fans = [Fan(self, i) for i in range(count)]
+        self.connect_failures = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._target: tuple[int, int] | None = None  # (tick, connects)
+        self._reached: set[int] = set()
+        self._event = asyncio.Event()
+
+    def backoff_s(self, attempt: int) -> float:
+        return random.uniform(0.5, 1.0) * min(self.backoff_max_s, 0.05 * 2**attempt)
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def open(self, timeout_s: float, concurrency: int = 200) -> None:
+        """Connect every fan and wait for each one's first tick."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(fan: Fan) -> None:
+            async with limit:
+                await fan.connect()
+
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(one(f) for f in self.fans))
+        await self.wait_all(0, 1, timeout_s)
+
+    def subscribed(self, fan: Fan) -> None:
+        self.progress(fan)
+
+    def progress(self, fan: Fan) -> None:
+        if self._target is None or fan.index in self._reached or fan.cursor is None:
+            return
+        tick, connects = self._target
+        if fan.cursor[1] >= tick and fan.connects >= connects:
+            self._reached.add(fan.index)
+            if len(self._reached) == len(self.fans):
+                self._event.set()
+
+    async def wait_all(self, tick: int, connects: int, timeout_s: float) -> None:
+        """Wait until every fan has applied ``tick`` after at least ``connects`` connections.
+
+        Raises:
+            TimeoutError: With how many fans got there.
+        """
+        self._target = (tick, connects)
+        self._reached.clear()
+        self._event.clear()
+        for fan in self.fans:
+            self.progress(fan)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._event.wait()
+        except TimeoutError:
+            behind = [f for f in self.fans if f.index not in self._reached]
+            sample = [(f.index, f.cursor, f.connects, f.errors[-1:]) for f in behind[:5]]
+            raise TimeoutError(
+                f"{len(behind)} of {len(self.fans)} fans did not reach tick {tick} after "
+                f"{connects} connection(s) in {timeout_s:g} s; e.g. {sample}"
+            ) from None
+        finally:
+            self._target = None
+
+    def latest_tick(self) -> int:
+        return max((f.cursor[1] for f in self.fans if f.cursor is not None), default=-1)
+
+    def drop_all(self) -> int:
+        """Abort every fan's connection (each reconnects by itself); returns how many."""
+        dropped = 0
+        for fan in self.fans:
+            if fan.connection is not None:
+                fan.connection.abort()
+                dropped += 1
+        return dropped
+
+    async def close(self) -> None:
+        for fan in self.fans:
+            fan.closed = True
+            if fan.connection is not None:
+                fan.connection.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> FanFleet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def summary(self) -> dict[str, Any]:
+        """Fleet-wide figures: duplicates, gaps (reported or not), errors, resume times."""
+        resume = sorted(s for f in self.fans for s in f.resume_s)
+        return {
+            "fans": len(self.fans),
+            "duplicates": sum(f.duplicates for f in self.fans),
+            "unreported_gaps": sum(1 for f in self.fans for g in f.gaps if not g.reported),
+            "reported_gaps": sum(1 for f in self.fans for g in f.gaps if g.reported),
+            "bad_bases": sum(f.bad_bases for f in self.fans),
+            "mismatches": self.observations.mismatches,
+            "errors": sum(len(f.errors) for f in self.fans),
+            "car_frames": sum(f.frames for f in self.fans),
+            "reconnects": sum(max(0, f.connects - 1) for f in self.fans),
+            "resume_p50_s": resume[len(resume) // 2] if resume else None,
+            "resume_max_s": resume[-1] if resume else None,
+        }
+
+    def missing(self, truth: dict[tuple[str, int, int], int]) -> list[str]:
+        """Problems of each fan against ``truth`` ((race, car, tick) -> digest) over its span.
+
+        A fan must hold exactly the truth's car-frames of its cars between its
+        first and last tick, except inside gaps a notice reported; every value
+        the fleet saw must equal the truth's.
+        """
+        problems: list[str] = []
+        for key, value in self.observations.values.items():
+            if truth.get(key) != value:
+                problems.append(f"{key}: fans saw {value}, truth {truth.get(key)}")
+                if len(problems) > 10:
+                    return problems
+        for fan in self.fans:
+            if fan.cursor is None or fan.first_tick is None:
+                problems.append(f"fan {fan.index} got no tick")
+                continue
+            race, last = fan.cursor
+            want = 0
+            for (r, car, tick), _ in truth.items():
+                if r != race or not fan.first_tick <= tick <= last:
+                    continue
+                if self.cars and car not in self.cars:
+                    continue
+                if any(g.first <= tick <= g.last for g in fan.gaps if g.reported):
+                    continue
+                want += 1
+            if fan.frames != want:
+                problems.append(
+                    f"fan {fan.index}: {fan.frames} car-frames in ticks {fan.first_tick}..{last}, "
+                    f"truth has {want}"
+                )
+            if len(problems) > 10:
+                break
+        return problems
