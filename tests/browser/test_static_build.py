@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,6 +33,24 @@ def test_committed_assets_match_the_build(tmp_path: Path) -> None:
     assert {"js/codecs.js", "js/stream.js", "js/fan.js", "js/ops.js"} <= names
     stale = [n for n in sorted(names) if (STATIC / n).read_bytes() != (tmp_path / n).read_bytes()]
     assert not stale, f"broadcast/static is out of date for {stale}: run `npm run build` in web/"
+
+
+@pytest.mark.skipif(
+    os.environ.get("CI") != "true", reason="CI only (a working tree may be mid-edit)"
+)
+def test_ci_build_left_the_committed_assets_unchanged() -> None:
+    # .ci/run has just run `npm run build` over broadcast/static: had the committed
+    # copies been stale, the build changed them and git sees it.
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    done = subprocess.run(
+        [git, "status", "--porcelain", "--", "broadcast/static"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout == "", (
+        "`npm run build` changed the committed assets; run it in web/ and commit:\n" + done.stdout
+    )
 
 
 def test_pages_load_nothing_from_outside() -> None:
