@@ -1,0 +1,162 @@
+"""A whole Kafka pipeline of real processes for the fault tests, and the truth on its topics.
+
+:func:`kafka_pipeline` starts a Tansu broker of its own (optionally behind a
+:class:`~slipstream.testing.faults.CutProxy` that the broker advertises), then
+``slipstream broadcast`` node(s), ``slipstream downsample`` and ``slipstream
+simulate`` as separate processes; everything is stopped on the way out, also on
+failure.  :func:`frames_truth` reads the frames topic back: every ``(race, car,
+tick)`` once (repeats must be identical) as the digest a fan computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from slipstream.bus import make_bus
+from slipstream.bus.base import TopicPartition
+from slipstream.catalogue import CATALOGUE
+from slipstream.config import FRAMES_TOPIC, RAW_TOPIC, BusConfig
+from slipstream.records import RawBatch, decode_frame, decode_raw
+from slipstream.testing.broker import TansuBroker, free_port
+from slipstream.testing.faults import CutProxy, ProxiedBroker, Service
+from tests.faults.fans import FanFleet, digest
+from tests.faults.scale import scale
+
+PARTITIONS = 4
+GROUPS = (1, 4)  # engine, tyres
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    node_ports: list[int]
+    nodes: list[Service]
+    downsample: Service
+    simulate: Service
+    proxy: CutProxy | None = None
+    services: list[Service] = field(default_factory=list)
+
+    def node_args(self, port: int, tick_wait_s: float, name: str) -> list[str]:
+        return [
+            "broadcast", "--kafka", self.bootstrap, "--partitions", str(PARTITIONS),
+            "--port", str(port), "--tick-wait", str(tick_wait_s), "--server-id", name,
+            "--ping-interval", "5",
+        ]  # fmt: skip
+
+    def start_downsample(self) -> None:
+        self.downsample.start()
+
+    def errors(self) -> dict[str, list[str]]:
+        """ERROR lines per service (empty lists when all is well)."""
+        return {s.name: s.error_lines() for s in self.services if s.error_lines()}
+
+
+@contextlib.asynccontextmanager
+async def kafka_pipeline(
+    *,
+    nodes: int = 1,
+    proxied: bool = False,
+    tick_wait_s: float = 1.0,
+    race_s: float = 600.0,
+) -> AsyncIterator[Pipeline]:
+    """Broker, ``nodes`` broadcast nodes, downsample and a simulated race (see module doc)."""
+    s = scale()
+    broker: TansuBroker | ProxiedBroker
+    proxy: CutProxy | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        if proxied:
+            proxy_port = free_port()
+            broker = ProxiedBroker(proxy_port)
+            broker.start()
+            stack.callback(broker.stop)
+            proxy = CutProxy(broker.port, port=proxy_port)
+            await stack.enter_async_context(proxy)
+        else:
+            broker = TansuBroker()
+            broker.start()
+            stack.callback(broker.stop)
+        bootstrap = broker.bootstrap
+        bus_args = ["--kafka", bootstrap, "--partitions", str(PARTITIONS)]
+        downsample = Service(
+            ["downsample", *bus_args, "--commit-interval-ms", "200", "--idle-flush-ms", "1500"],
+            "downsample",
+        )
+        simulate = Service(
+            [
+                "simulate", *bus_args, "--cars", str(s.cars), "--rate", str(s.rate_hz),
+                "--speed", str(s.speed), "--seed", "11", "--duration", str(race_s),
+            ],
+            "simulate",
+        )  # fmt: skip
+        pipeline = Pipeline(bootstrap, [], [], downsample, simulate, proxy)
+        for i in range(nodes):
+            port = free_port()
+            node = Service(pipeline.node_args(port, tick_wait_s, f"node-{i}"), f"node-{i}")
+            pipeline.node_ports.append(port)
+            pipeline.nodes.append(node)
+        pipeline.services = [*pipeline.nodes, downsample, simulate]
+        for service in pipeline.services:
+            stack.callback(service.close)
+        for node in pipeline.nodes:
+            node.start()
+        downsample.start()
+        for node, port in zip(pipeline.nodes, pipeline.node_ports, strict=True):
+            await node.wait_http(port)
+        simulate.start()
+        yield pipeline
+
+
+async def field_cars(port: int, timeout_s: float = 60.0) -> tuple[int, ...]:
+    """Car numbers the node at ``port`` serves, once its first tick is out."""
+    async with FanFleet([("127.0.0.1", port)], 1, None, GROUPS) as probe:
+        await probe.open(timeout_s)
+        await probe.wait_all(probe.latest_tick() + 2, 1, timeout_s)
+        return tuple(sorted({car for (_, car, _) in probe.observations.values}))
+
+
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes]:
+    """Every record value of ``topic`` stored now, partition by partition."""
+    bus = make_bus(BusConfig(kafka=bootstrap))
+    await bus.start()
+    try:
+        consumer = await bus.consumer([topic])
+        try:
+            count = await bus.partitions(topic)
+            tps = [TopicPartition(topic, p) for p in range(count)]
+            ends = await consumer.end_offsets(tps)
+            values: list[bytes] = []
+            async with asyncio.timeout(timeout_s):
+                while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                    values.extend(r.value for r in await consumer.getmany(timeout_ms=500))
+            return values
+        finally:
+            await consumer.stop()
+    finally:
+        await bus.stop()
+
+
+async def frames_truth(bootstrap: str) -> tuple[dict[tuple[str, int, int], int], int]:
+    """``(race, car, tick) -> digest`` of the frames topic, and how many records were repeats.
+
+    Raises:
+        AssertionError: A repeated frame differs from the first.
+    """
+    truth: dict[tuple[str, int, int], int] = {}
+    repeats = 0
+    for value in await read_topic(bootstrap, FRAMES_TOPIC):
+        frame = decode_frame(value)
+        key = (frame.race, frame.car, frame.tick)
+        d = digest([frame.q[CATALOGUE.groups[g].start : CATALOGUE.groups[g].stop] for g in GROUPS])
+        if key in truth:
+            repeats += 1
+            assert truth[key] == d, f"frame {key} re-emitted with other values"
+        truth[key] = d
+    return truth, repeats
+
+
+async def raw_batches(bootstrap: str) -> list[RawBatch]:
+    """Every raw batch on the raw topic."""
+    return [decode_raw(v) for v in await read_topic(bootstrap, RAW_TOPIC)]
