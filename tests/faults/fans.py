@@ -88,7 +88,7 @@ class Fan:
     def __init__(self, fleet: FanFleet, index: int) -> None:
         self.fleet = fleet
         self.index = index
-        self.address = index % len(fleet.addresses)
+        self.address = index % len(fleet.addresses) if fleet.spread else 0
         self.cursor: tuple[str, int] | None = None
         self.first_tick: int | None = None
         self.held: dict[tuple[int, int], tuple[int, NDArray[np.int32]]] = {}
@@ -281,6 +281,7 @@ class FanFleet:
         addresses: ``(host, port)`` of nodes; fan ``i`` starts on ``i % len``
             and moves to the next when a connection attempt fails.
         first_delay_s: A lost fan waits uniformly up to this before reconnecting.
+        spread: Start fans round-robin on the addresses (else all on the first).
     """
 
     def __init__(
@@ -293,8 +294,10 @@ class FanFleet:
         first_delay_s: float = 0.5,
         backoff_max_s: float = 1.0,
         max_attempts: int = 200,
+        spread: bool = True,
     ) -> None:
         self.addresses = addresses
+        self.spread = spread
         self.cars = cars
         self.groups = groups
         self.first_delay_s = first_delay_s
