@@ -3,7 +3,8 @@
 * ``GET /ops``: the operator's dashboard page (``static/ops.html``).
 * ``GET /v1/race``: what a page that joins mid-race needs and the stream no
   longer carries: the current race's ``race_start`` data (track, laps, entry
-  list with drivers) and its latest ``flag`` event, as JSON.
+  list with drivers), its latest ``flag`` event and its last race-control
+  events (as ``event`` messages, lap events aside), as JSON.
 * ``GET /v1/sessions``: every WebSocket session of this node with its
   subscription, cursor and the bytes per second its subscription costs, as
   JSON (for operators and the browser tests).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,23 +35,32 @@ __all__ = ["RaceInfo", "add_admin_routes", "resident_bytes"]
 STATIC = Path(__file__).with_name("static")
 #: Latest ticks whose message sizes make a session's bytes per second.
 RATE_TICKS = 8
+#: Race-control events (all but ``lap``) kept for pages that join mid-race.
+RECENT_EVENTS = 30
 
 
 class RaceInfo:
-    """The current race's start data and latest flag, from published ticks."""
+    """The current race's start data, latest flag and recent race-control events."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: int = RECENT_EVENTS) -> None:
         self.race: str | None = None
         self.start: dict[str, Any] | None = None
         self.flag: dict[str, Any] | None = None
         self.ended: dict[str, Any] | None = None
+        self.recent: deque[dict[str, Any]] = deque(maxlen=recent)
 
     def observe(self, ticks: Iterable[TickData]) -> None:
         """Take the events of ticks as the node publishes them."""
         for data in ticks:
             if data.race != self.race:
                 self.race, self.start, self.flag, self.ended = data.race, None, None, None
+                self.recent.clear()
             for event in data.events:
+                if event.kind != "lap":  # one per car and lap: too many to keep
+                    self.recent.append(
+                        {"race": event.race, "tick": data.tick, "kind": event.kind,
+                         "t_ns": event.t_ns, "cars": list(event.cars), "data": event.data}
+                    )  # fmt: skip
                 if event.kind == "race_start":
                     self.start = dict(event.data)
                 elif event.kind == "flag":
@@ -59,7 +70,13 @@ class RaceInfo:
 
     def to_json(self) -> dict[str, Any]:
         """The ``/v1/race`` body."""
-        return {"race": self.race, "start": self.start, "flag": self.flag, "end": self.ended}
+        return {
+            "race": self.race,
+            "start": self.start,
+            "flag": self.flag,
+            "end": self.ended,
+            "events": list(self.recent),
+        }
 
 
 def resident_bytes() -> float:

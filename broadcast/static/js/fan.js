@@ -50,6 +50,13 @@ async function loadRace() {
     if (info.race && info.race !== page.race) resetRace(info.race);
     if (info.start) setRaceStart(info.start);
     if (info.flag) page.flagEvent = info.flag;
+    if (page.log.length === 0) {
+      // Joined mid-race: the race-control log so far (the stream brings what follows).
+      for (const msg of info.events ?? []) {
+        const text = eventText(msg, page.entries);
+        if (text) addLog(text);
+      }
+    }
   } catch {
     // The stream's race_start event fills it in later.
   }
@@ -72,6 +79,8 @@ function setRaceStart(data) {
 }
 
 function addLog(text) {
+  page.log.push(text);
+  if (page.log.length > 30) page.log.shift();
   const li = document.createElement("li");
   li.textContent = text;
   const ol = $("rc-log");
