@@ -197,6 +197,30 @@ _RUN_HEADER = [
 ]  # fmt: skip
 
 
+def _kernels(path: Path) -> list[str]:
+    """A table of the pytest-benchmark kernels, when their JSON is beside the report."""
+    if not path.exists():
+        return []
+    import json
+
+    data = json.loads(path.read_text())
+    rows = [
+        [f"`{b['name']}`", b["group"], round(b["stats"]["median"] * 1e6, 2),
+         round(b["stats"]["mean"] * 1e6, 2)]
+        for b in data.get("benchmarks", [])
+    ]  # fmt: skip
+    return [
+        "## Kernels (pytest-benchmark, benchmarks/test_fanout_assembly.py)",
+        "",
+        "Per tick at the node (encode every car once per codec and assemble one "
+        "subscription's message) and per message at the load generator's clients, from "
+        f"`{path.name}` ({data.get('datetime', '?')}):",
+        "",
+        _table(["benchmark", "group", "median µs", "mean µs"], rows),
+        "",
+    ]
+
+
 def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None:
     """Write the markdown report of a sweep."""
     from broadcast.config import BroadcastConfig
@@ -316,6 +340,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
             ),
             "",
         ]
+    out += _kernels(path.parent / "fanout_kernels.json")
     out += [
         "## Caveats",
         "",

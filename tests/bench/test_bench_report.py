@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cProfile
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,14 @@ def test_plots_and_report_are_written(tmp_path: Path) -> None:
     assert [p.name for p in plots] == ["fanout-latency.png", "fanout-cpu.png", "fanout-bytes.png"]
     for plot in plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    kernels = {
+        "datetime": "2026-11-24T12:00:00",
+        "benchmarks": [
+            {"name": "test_ws_client_per_message[full]", "group": "fanout-client-message",
+             "stats": {"median": 4.0e-6, "mean": 5.5e-6}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "fanout_kernels.json").write_text(json.dumps(kernels))
     write_report(summary, plots, tmp_path / "REPORT.md")
     text = (tmp_path / "REPORT.md").read_text()
     assert "## Machine" in text and machine()["cpu"] in text
@@ -90,6 +99,7 @@ def test_plots_and_report_are_written(tmp_path: Path) -> None:
     assert "error: timed out" in text
     assert "![fanout-cpu.png](fanout-cpu.png)" in text
     assert "## Where the time goes: ws at N=19000" in text
+    assert "| `test_ws_client_per_message[full]` | fanout-client-message | 4.0 | 5.5 |" in text
     assert "| ws | 19000 | full | 10.0 | 5.0 | 1.5 | 0.7 | 3.0 | 4.0 |" in text
     assert "| poll | 1000 | full | 90.0 | - | 1.5 |" in text
 
