@@ -105,9 +105,12 @@ class CutProxy:
         if self._server is not None:
             self._server.close()
         self._abort_all()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Aborted connections end their handlers; cancelling a handler instead
+        # makes asyncio log its CancelledError.
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in pending:
+                task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
