@@ -145,6 +145,7 @@ def _print_banner(url: str, bus_config: BusConfig) -> None:
     lines = [
         f"slipstream run: serving on {url} ({bus})",
         f"  dashboard   {url}",
+        f"  operations  {url.rstrip('/')}/ops",
         f"  websocket   {ws_url}",
         f"  long-poll   {url.rstrip('/')}/v1/poll",
         f"  channels    {url.rstrip('/')}/v1/channels",
