@@ -1,0 +1,198 @@
+"""A lean reconnecting WebSocket fan, for hundreds of fans in one test process.
+
+Built on the benchmark's sans-I/O WebSocket pieces (:mod:`slipstream.bench.wire`):
+no per-message codec decode, only the msgpack envelope, so 500 fans cost
+little CPU.  On a lost connection a fan reconnects (to the same address:
+behind nginx that is any node) and subscribes again with its cursor
+``(race, last tick)``, as docs/protocol.md asks of every client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from slipstream.bench import WireError
+from slipstream.bench.wire import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WsFrameReader,
+    encode_client_frame,
+    handshake_request,
+    parse_handshake_response,
+)
+
+SUBPROTOCOL = "slipstream.v1"
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, fan: Fan, host: str, port: int) -> None:
+        self.fan = fan
+        self.key = base64.b64encode(os.urandom(16)).decode("ascii")
+        self.request = handshake_request(host, port, "/ws", self.key, (SUBPROTOCOL,))
+        self.head = b""
+        self.reader: WsFrameReader | None = None
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_client_frame(opcode, payload, os.urandom(4)))
+
+    def data_received(self, data: bytes) -> None:
+        if self.reader is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            try:
+                parse_handshake_response(self.head[:end], self.key, (SUBPROTOCOL,))
+            except WireError as exc:
+                self.fan.errors.append(f"upgrade refused: {exc}")
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            data, self.head = self.head[end + 4 :], b""
+            self.reader = WsFrameReader()
+            self.send(OP_TEXT, json.dumps(self.fan.subscribe_message()).encode())
+        try:
+            messages = self.reader.feed(data)
+        except WireError as exc:
+            self.fan.errors.append(str(exc))
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        for opcode, payload, _ in messages:
+            if opcode == OP_BINARY:
+                self.fan.on_message(msgpack.unpackb(payload, raw=False, strict_map_key=False))
+            elif opcode == OP_PING:
+                self.send(OP_PONG, payload)
+            elif opcode == OP_CLOSE:
+                self.send(OP_CLOSE, payload[:2])
+                assert self.transport is not None
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class Fan:
+    """One fan: subscribes, keeps its cursor, reconnects with it when the connection drops.
+
+    Attributes:
+        ticks: Every tick number received, in order of arrival.
+        servers: The ``server`` of every hello (one per connection).
+        notices: Codes of every notice received.
+        connections: Connections made so far.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        cars: list[int],
+        groups: list[str],
+        on_tick: Callable[[Fan], None] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.cars, self.groups = cars, groups
+        self.race: str | None = None
+        self.last_tick = -1
+        self.ticks: list[int] = []
+        self.keyframes: list[int] = []
+        self.servers: list[str] = []
+        self.notices: list[str] = []
+        self.errors: list[str] = []
+        self.connections = 0
+        self.on_tick = on_tick
+        self._conn: _Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.subscribed = asyncio.Event()
+
+    def subscribe_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"op": "subscribe", "cars": self.cars, "groups": self.groups}
+        if self.race is not None:
+            message["cursor"] = {"race": self.race, "tick": self.last_tick}
+        return message
+
+    def on_message(self, obj: Any) -> None:
+        kind = obj.get("t") if isinstance(obj, dict) else None
+        if kind == "hello":
+            self.servers.append(str(obj.get("server")))
+        elif kind == "subscribed":
+            self.subscribed.set()
+        elif kind == "tick":
+            self.race = obj["race"]
+            self.last_tick = obj["tick"]
+            self.ticks.append(obj["tick"])
+            if obj.get("kf"):
+                self.keyframes.append(obj["tick"])
+            if self.on_tick is not None:
+                self.on_tick(self)
+        elif kind == "notice":
+            self.notices.append(str(obj.get("code")))
+        elif kind == "error":
+            self.errors.append(f"{obj.get('code')}: {obj.get('message')}")
+
+    def start(self) -> None:
+        """Connect (and keep reconnecting) in the background."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay_s = 0.05
+        while not self._closing:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, self.host, self.port), self.host, self.port
+                )
+            except OSError:
+                await asyncio.sleep(delay_s)  # back off before the next attempt
+                delay_s = min(1.0, delay_s * 2)
+                continue
+            self._conn = conn
+            self.connections += 1
+            await conn.lost
+            self._conn = None
+            if not self._closing:
+                await asyncio.sleep(delay_s)  # a short random-free backoff before reconnecting
+                delay_s = min(1.0, delay_s * 2) if not conn.reader else 0.05
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the connection."""
+        self._closing = True
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.send(OP_CLOSE, (1000).to_bytes(2, "big"))
+            conn.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def gaps(self, first: int, last: int) -> list[str]:
+        """What is wrong with the ticks from ``first`` to ``last``: missing or repeated."""
+        seen = [t for t in self.ticks if first <= t <= last]
+        problems = []
+        if seen != list(range(first, last + 1)):
+            missing = sorted(set(range(first, last + 1)) - set(seen))
+            repeated = sorted({t for t in seen if seen.count(t) > 1})
+            problems.append(f"missing {missing[:10]} repeated {repeated[:10]}")
+        return problems
