@@ -56,10 +56,24 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="serve a race recorded with `slipstream simulate --record FILE` instead of "
         "simulating one",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        metavar="N",
+        default=1,
+        help="with --kafka and N > 1: a local multi-process deployment instead of one process: "
+        "N broadcast nodes and N downsamplers behind nginx on --port (docs/deploy.md)",
+    )
     parser.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.nodes < 1:
+        raise ConfigError("--nodes must be at least 1")
+    if args.nodes > 1:
+        from slipstream.cluster import run_cluster
+
+        return run_cluster(args)
     bus_config = BusConfig.from_args(args)
     simulator_config = SimulatorConfig.from_args(args)
     downsample_config = DownsampleConfig.from_args(args)
