@@ -21,10 +21,18 @@ With neither auth nor limits configured, every check passes: a library user
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from slipstream.auth import AuthConfig, AuthError, Grant, TokenVerifier, token_from_request
+from slipstream.auth import (
+    AuthConfig,
+    AuthError,
+    Grant,
+    TokenVerifier,
+    add_auth_arguments,
+    token_from_request,
+)
 from slipstream.limits import (
     HTTP_FORBIDDEN_ORIGIN,
     HTTP_TOO_MANY_REQUESTS,
@@ -34,9 +42,18 @@ from slipstream.limits import (
     ConnectionLimits,
     LimitsConfig,
     OriginPolicy,
+    add_limits_arguments,
 )
 
-__all__ = ["MAX_CLOSE_REASON_BYTES", "Entry", "Gate", "Refusal", "SessionGate", "close_reason"]
+__all__ = [
+    "MAX_CLOSE_REASON_BYTES",
+    "Entry",
+    "Gate",
+    "Refusal",
+    "SessionGate",
+    "add_gate_arguments",
+    "close_reason",
+]
 
 #: Longest WebSocket close reason (RFC 6455: 125 bytes of control payload, 2 for the code).
 MAX_CLOSE_REASON_BYTES = 123
@@ -89,10 +106,29 @@ class Gate:
         self._addresses: AddressLimiter | None = limits.address_limiter() if limits else None
         self._polls: AddressBuckets | None = limits.poll_buckets() if limits else None
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Gate:
+        """The gate of a serving command (flags of :func:`add_gate_arguments`)."""
+        return cls(AuthConfig.from_args(args), LimitsConfig.from_args(args))
+
     @property
     def auth_enabled(self) -> bool:
         """Whether tokens are required."""
         return self.verifier is not None
+
+    def describe(self) -> str:
+        """One line for people: is auth on, and how to change that."""
+        if self.auth_enabled:
+            return (
+                "auth: on (SLIPSTREAM_SECRET is set): fans need a token from `slipstream token`; "
+                "pass --no-auth for local use"
+            )
+        if self.auth is not None and self.auth.secret:
+            return "auth: off (--no-auth): anyone who can reach this port sees every group"
+        return (
+            "auth: off (SLIPSTREAM_SECRET is not set): anyone who can reach this port sees "
+            "every group; set it to require tokens"
+        )
 
     def check_request(
         self, address: str, origin: str | None, now: float, *, poll: bool = False
@@ -208,3 +244,9 @@ class SessionGate:
     def expires_in(self, wall_now: float | None = None) -> float | None:
         """Seconds until the session's token expires (None: no token, never)."""
         return None if self.grant is None else self.grant.seconds_left(wall_now)
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--no-auth`` and the limit flags to a serving command."""
+    add_auth_arguments(parser)
+    add_limits_arguments(parser)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from slipstream.auth import (
@@ -12,7 +14,14 @@ from slipstream.auth import (
     mint_token,
 )
 from slipstream.catalogue import CATALOGUE
-from slipstream.gate import MAX_CLOSE_REASON_BYTES, Entry, Gate, Refusal, close_reason
+from slipstream.gate import (
+    MAX_CLOSE_REASON_BYTES,
+    Entry,
+    Gate,
+    Refusal,
+    add_gate_arguments,
+    close_reason,
+)
 from slipstream.limits import (
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_MANY_SUBSCRIPTIONS,
@@ -106,3 +115,21 @@ def test_close_reasons_fit_a_close_frame() -> None:
     long = "é" * 200
     cut = close_reason(long)
     assert len(cut.encode()) <= MAX_CLOSE_REASON_BYTES and cut.endswith("...")
+
+
+def _gate(argv: list[str]) -> Gate:
+    parser = argparse.ArgumentParser()
+    add_gate_arguments(parser)
+    return Gate.from_args(parser.parse_args(argv))
+
+
+def test_gate_from_flags_says_how_to_switch_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_SECRET", SECRET)
+    on = _gate(["--max-subscriptions", "5"])
+    assert on.auth_enabled and "--no-auth" in on.describe()
+    assert on.limits is not None and on.limits.max_subscriptions == 5
+    off = _gate(["--no-auth"])
+    assert not off.auth_enabled and "off (--no-auth)" in off.describe()
+    monkeypatch.delenv("SLIPSTREAM_SECRET")
+    unset = _gate([])
+    assert not unset.auth_enabled and "set it to require tokens" in unset.describe()
