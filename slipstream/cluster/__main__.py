@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--worker-connections", type=int, default=d.worker_connections, metavar="N",
-        help=f"connections per nginx worker; a fan takes two (default {d.worker_connections})",
+        help=f"per nginx worker, a proxied fan takes 2 (default {d.worker_connections})",
     )  # fmt: skip
     parser.add_argument(
         "--open-files", type=int, default=d.open_files, metavar="N",

@@ -92,7 +92,7 @@ class NginxConfig:
     ping_timeout_s: float = 20.0
     poll_hold_s: float = 25.0
     worker_processes: str = "auto"
-    worker_connections: int = 9000
+    worker_connections: int = 19000
     open_files: int = 20000
     access_log: bool = False
     daemon: bool = False
