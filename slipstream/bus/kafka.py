@@ -56,6 +56,10 @@ class KafkaSettings:
         fetch_max_wait_ms: Longest time the broker holds a fetch with no new
             data; bounds how late an idle consumer sees a new record.
         request_timeout_ms: Timeout of one request to the broker.
+        delivery_timeout_ms: How long a produced record may wait for its ack,
+            retries included, before its send fails (Kafka's
+            ``delivery.timeout.ms``, same default): a broker away for less than
+            this delays producers instead of failing them.
         acks: Producer acknowledgements: ``"all"`` (every in-sync replica),
             1 (the leader) or 0 (none; positions are then unknown).
         client_id: Client id the broker logs.
@@ -74,6 +78,7 @@ class KafkaSettings:
     rebalance_timeout_ms: int = 6000
     fetch_max_wait_ms: int = 100
     request_timeout_ms: int = 10000
+    delivery_timeout_ms: int = 120000
     acks: str | int = "all"
     client_id: str = "slipstream"
     replication_factor: int = 1
@@ -86,6 +91,7 @@ class KafkaSettings:
             "rebalance_timeout_ms",
             "fetch_max_wait_ms",
             "request_timeout_ms",
+            "delivery_timeout_ms",
             "replication_factor",
         ):
             if getattr(self, name) <= 0:
@@ -320,7 +326,8 @@ class KafkaBus:
             bootstrap_servers=self.bootstrap,
             client_id=self.settings.client_id,
             acks=self.settings.acks,
-            request_timeout_ms=self.settings.request_timeout_ms,
+            # aiokafka expires unsent batches after its request timeout.
+            request_timeout_ms=self.settings.delivery_timeout_ms,
             linger_ms=0,
             # A batch always takes its first record, so 1 byte means one record.
             max_batch_size=1 if self.single_record_batches else 16384,

@@ -148,7 +148,10 @@ async def test_stop_closes_everything(kafka_broker: TansuBroker, unique_topic: N
 @pytest.mark.kafka
 async def test_broker_gone_fails_calls_within_request_timeout(unique_topic: Names) -> None:
     settings = KafkaSettings(
-        session_timeout_ms=3000, rebalance_timeout_ms=3000, request_timeout_ms=3500
+        session_timeout_ms=3000,
+        rebalance_timeout_ms=3000,
+        request_timeout_ms=3500,
+        delivery_timeout_ms=3500,
     )
     topic, group = unique_topic("gone"), unique_topic("group")
     with TansuBroker() as broker:  # its own broker: this test kills it
