@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import functools
 import json
 import os
@@ -101,6 +102,7 @@ class Fan:
         self.connection: FanConnection | None = None
         self.lost_at: float | None = None
         self.resume_s: list[float] = []
+        self.subscribed_at: list[float] = []
         self.errors: list[str] = []
         self.closed = False
         self._pending_notice: dict[str, Any] | None = None
@@ -159,6 +161,7 @@ class Fan:
                 self._pending_notice = msg
         elif kind == "subscribed":
             self.connects += 1
+            self.subscribed_at.append(time.monotonic())
             self.fleet.subscribed(self)
         elif kind == "error":
             self.errors.append(f"error {msg.get('code')}: {msg.get('message')}")
@@ -424,20 +427,29 @@ class FanFleet:
                 problems.append(f"{key}: fans saw {value}, truth {truth.get(key)}")
                 if len(problems) > 10:
                     return problems
+        ticks: dict[str, list[int]] = {}  # per race, the tick of every truth car-frame
+        for r, car, tick in truth:
+            if not self.cars or car in self.cars:
+                ticks.setdefault(r, []).append(tick)
+        for sorted_ticks in ticks.values():
+            sorted_ticks.sort()
+
+        def count(race: str, first: int, last: int) -> int:
+            if first > last:
+                return 0
+            got = ticks.get(race, [])
+            return bisect.bisect_right(got, last) - bisect.bisect_left(got, first)
+
         for fan in self.fans:
             if fan.cursor is None or fan.first_tick is None:
                 problems.append(f"fan {fan.index} got no tick")
                 continue
             race, last = fan.cursor
-            want = 0
-            for (r, car, tick), _ in truth.items():
-                if r != race or not fan.first_tick <= tick <= last:
-                    continue
-                if self.cars and car not in self.cars:
-                    continue
-                if any(g.first <= tick <= g.last for g in fan.gaps if g.reported):
-                    continue
-                want += 1
+            want = count(race, fan.first_tick, last) - sum(
+                count(g.race, max(g.first, fan.first_tick), min(g.last, last))
+                for g in fan.gaps
+                if g.reported and g.race == race
+            )
             if fan.frames != want:
                 problems.append(
                     f"fan {fan.index}: {fan.frames} car-frames in ticks {fan.first_tick}..{last}, "

@@ -41,7 +41,7 @@ class FaultScale:
 CI = FaultScale(
     name="ci", cars=8, rate_hz=50, speed=2.0,
     cut_fans=40, cut_short_s=1.0, cut_long_s=3.0, replay_ticks=24,
-    kill_fans=30, failover_fans=100, broker_outage_s=4.0,
+    kill_fans=30, failover_fans=100, broker_outage_s=12.0,
     storm_fans=300, storm_window_s=1.0, soak_race_s=120.0, soak_fans=50,
 )  # fmt: skip
 FULL = FaultScale(
