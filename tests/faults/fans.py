@@ -30,6 +30,7 @@ import os
 import random
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,7 @@ class Fan:
         self.subscribed_at: list[float] = []
         self.errors: list[str] = []
         self.closed = False
+        self.race_ended = False
         self._pending_notice: dict[str, Any] | None = None
 
     def subscribe_message(self) -> bytes:
@@ -162,7 +164,10 @@ class Fan:
         elif kind == "subscribed":
             self.connects += 1
             self.subscribed_at.append(time.monotonic())
-            self.fleet.subscribed(self)
+            self.fleet.progress(self)
+        elif kind == "event" and msg.get("kind") == "race_end":
+            self.race_ended = True
+            self.fleet.progress(self)
         elif kind == "error":
             self.errors.append(f"error {msg.get('code')}: {msg.get('message')}")
 
@@ -310,7 +315,7 @@ class FanFleet:
         self.fans = [Fan(self, i) for i in range(count)]
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._target: tuple[int, int] | None = None  # (tick, connects)
+        self._target: Callable[[Fan], bool] | None = None
         self._reached: set[int] = set()
         self._event = asyncio.Event()
 
@@ -334,17 +339,12 @@ class FanFleet:
             await asyncio.gather(*(one(f) for f in self.fans))
         await self.wait_all(0, 1, timeout_s)
 
-    def subscribed(self, fan: Fan) -> None:
-        self.progress(fan)
-
     def progress(self, fan: Fan) -> None:
-        if self._target is None or fan.index in self._reached or fan.cursor is None:
+        if self._target is None or fan.index in self._reached or not self._target(fan):
             return
-        tick, connects = self._target
-        if fan.cursor[1] >= tick and fan.connects >= connects:
-            self._reached.add(fan.index)
-            if len(self._reached) == len(self.fans):
-                self._event.set()
+        self._reached.add(fan.index)
+        if len(self._reached) == len(self.fans):
+            self._event.set()
 
     async def wait_all(self, tick: int, connects: int, timeout_s: float) -> None:
         """Wait until every fan has applied ``tick`` after at least ``connects`` connections.
@@ -352,7 +352,19 @@ class FanFleet:
         Raises:
             TimeoutError: With how many fans got there.
         """
-        self._target = (tick, connects)
+
+        def there(fan: Fan) -> bool:
+            return fan.cursor is not None and fan.cursor[1] >= tick and fan.connects >= connects
+
+        await self.wait_until(there, f"reach tick {tick} after {connects} connection(s)", timeout_s)
+
+    async def wait_race_end(self, timeout_s: float) -> None:
+        """Wait until every fan has received the ``race_end`` event."""
+        await self.wait_until(lambda fan: fan.race_ended, "see race_end", timeout_s)
+
+    async def wait_until(self, done: Callable[[Fan], bool], what: str, timeout_s: float) -> None:
+        """Wait until ``done(fan)`` holds for every fan (checked as ticks arrive)."""
+        self._target = done
         self._reached.clear()
         self._event.clear()
         for fan in self.fans:
@@ -364,8 +376,8 @@ class FanFleet:
             behind = [f for f in self.fans if f.index not in self._reached]
             sample = [(f.index, f.cursor, f.connects, f.errors[-1:]) for f in behind[:5]]
             raise TimeoutError(
-                f"{len(behind)} of {len(self.fans)} fans did not reach tick {tick} after "
-                f"{connects} connection(s) in {timeout_s:g} s; e.g. {sample}"
+                f"{len(behind)} of {len(self.fans)} fans did not {what} in {timeout_s:g} s; "
+                f"e.g. {sample}"
             ) from None
         finally:
             self._target = None

@@ -61,6 +61,7 @@ async def kafka_pipeline(
     proxied: bool = False,
     tick_wait_s: float = 1.0,
     race_s: float = 600.0,
+    speed: float | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Broker, ``nodes`` broadcast nodes, downsample and a simulated race (see module doc)."""
     s = scale()
@@ -87,7 +88,7 @@ async def kafka_pipeline(
         simulate = Service(
             [
                 "simulate", *bus_args, "--cars", str(s.cars), "--rate", str(s.rate_hz),
-                "--speed", str(s.speed), "--seed", "11", "--duration", str(race_s),
+                "--speed", str(speed or s.speed), "--seed", "11", "--duration", str(race_s),
             ],
             "simulate",
         )  # fmt: skip
