@@ -115,7 +115,7 @@ def render_nginx_config(config: NginxConfig) -> str:
     )
     p = config.prefix.rstrip("/")
     servers = "\n".join(
-        f"        server {node} max_fails=1 fail_timeout=5s;" for node in config.nodes
+        f"        server {node} max_fails=3 fail_timeout=5s;" for node in config.nodes
     )
     access = f"access_log {p}/access.log;" if config.access_log else "access_log off;"
     return f"""\

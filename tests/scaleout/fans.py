@@ -14,6 +14,8 @@ import base64
 import contextlib
 import json
 import os
+import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +127,7 @@ class Fan:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.subscribed = asyncio.Event()
+        self._jitter = random.Random(id(self))
 
     def subscribe_message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"op": "subscribe", "cars": self.cars, "groups": self.groups}
@@ -164,7 +167,7 @@ class Fan:
                     lambda: _Connection(self, self.host, self.port), self.host, self.port
                 )
             except OSError:
-                await asyncio.sleep(delay_s)  # back off before the next attempt
+                await asyncio.sleep(delay_s * self._jitter.uniform(0.5, 1.5))  # back off
                 delay_s = min(1.0, delay_s * 2)
                 continue
             self._conn = conn
@@ -172,8 +175,11 @@ class Fan:
             await conn.lost
             self._conn = None
             if not self._closing:
-                await asyncio.sleep(delay_s)  # a short random-free backoff before reconnecting
-                delay_s = min(1.0, delay_s * 2) if not conn.reader else 0.05
+                # Back off before reconnecting: at once-ish after a working
+                # connection, longer after each failed upgrade.
+                # Jittered, like broadcast.client.Client: no synchronised reconnect storms.
+                await asyncio.sleep(delay_s * self._jitter.uniform(0.5, 1.5))
+                delay_s = 0.05 if conn.reader is not None else min(1.0, delay_s * 2)
 
     async def close(self) -> None:
         """Stop reconnecting and close the connection."""
@@ -192,7 +198,21 @@ class Fan:
         seen = [t for t in self.ticks if first <= t <= last]
         problems = []
         if seen != list(range(first, last + 1)):
-            missing = sorted(set(range(first, last + 1)) - set(seen))
-            repeated = sorted({t for t in seen if seen.count(t) > 1})
+            counts = Counter(seen)
+            missing = sorted(set(range(first, last + 1)) - set(counts))
+            repeated = sorted(t for t, n in counts.items() if n > 1)
             problems.append(f"missing {missing[:10]} repeated {repeated[:10]}")
         return problems
+
+
+def describe(fans: list[Fan]) -> str:
+    """A summary of many fans' states, for failure messages."""
+    last = Counter(f.last_tick for f in fans).most_common(6)
+    connections = Counter(f.connections for f in fans).most_common(4)
+    servers = Counter(tuple(f.servers[-2:]) for f in fans).most_common(4)
+    notices = Counter(n for f in fans for n in f.notices).most_common(4)
+    errors = Counter(e for f in fans for e in f.errors).most_common(4)
+    return (
+        f"last ticks {last}; connections {connections}; servers {servers}; "
+        f"notices {notices}; errors {errors}"
+    )

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from slipstream.cluster import wait_listening
@@ -62,8 +62,9 @@ def stop(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float = 10.0) 
 class Progress:
     """Wakes a waiter once every one of ``total`` fans has reached a tick."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, describe: Callable[[], str] | None = None) -> None:
         self.total = total
+        self.describe = describe
         self.target = -1
         self.reached: set[int] = set()
         self.event = asyncio.Event()
@@ -85,6 +86,8 @@ class Progress:
 
     async def wait(self, timeout_s: float) -> None:
         """Wait until every fan has reached the target."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with asyncio.timeout(timeout_s):
                 await self.event.wait()
@@ -92,5 +95,6 @@ class Progress:
             missing = self.total - len(self.reached)
             raise AssertionError(
                 f"{missing} of {self.total} fans did not reach tick {self.target} "
-                f"within {timeout_s:g} s"
+                f"within {timeout_s:g} s (waited {loop.time() - started:.1f} s)\n"
+                + (self.describe() if self.describe is not None else "")
             ) from None

@@ -24,7 +24,7 @@ from slipstream.cluster import Nginx, NginxConfig, find_nginx
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
-from tests.scaleout.fans import Fan
+from tests.scaleout.fans import Fan, describe
 from tests.scaleout.helpers import Progress, env_int, listening, start_node, stop
 
 pytestmark = [
@@ -52,6 +52,10 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
     node_b, port_b = start_node(kafka_broker.bootstrap, frames, events, "node-b")
     nginx: Nginx | None = None
     fans: list[Fan] = []
+
+    def nginx_log() -> str:
+        return nginx.error_log()[-1500:] if nginx is not None else ""
+
     feeding: asyncio.Task[None] | None = None
     try:
         await listening(port_a, node_a)
@@ -65,7 +69,7 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
         await asyncio.to_thread(nginx.start)
         port = int(config.listen.rpartition(":")[2])
 
-        progress = Progress(fans_total)
+        progress = Progress(fans_total, lambda: f"{describe(fans)}\nnginx: {nginx_log()}")
         for i in range(fans_total):
             fan = Fan("127.0.0.1", port, [CARS[i % len(CARS)]], ["timing"],
                       on_tick=lambda f, i=i: progress.seen(i, f.last_tick))  # fmt: skip
