@@ -136,6 +136,9 @@ class BroadcastServer:
                 lambda: DispatchProtocol(ws_factory, http_factory, cfg.socket_send_buffer_bytes),
                 cfg.host,
                 cfg.port,
+                # asyncio's default of 100 drops SYNs when thousands of fans reconnect at
+                # once; they then wait for TCP's retransmit backoff (1, 3, 7... s).
+                backlog=4096,
             )
 
         server = Server(create_server, self._handle_connection, _ws_logger)
