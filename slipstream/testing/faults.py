@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from slipstream.errors import SlipstreamError
-from slipstream.testing.broker import BrokerError, broker_binary, free_port, probe
+from slipstream.testing.broker import (
+    BrokerError,
+    _die_with_parent,
+    broker_binary,
+    free_port,
+    probe,
+)
 
 __all__ = [
     "CutProxy",
@@ -220,6 +226,7 @@ class ProxiedBroker:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),  # killed with us, even by SIGKILL
         )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
@@ -293,6 +300,7 @@ class Service:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),  # killed with us, even by SIGKILL
         )
 
     def log(self) -> str:
