@@ -8,9 +8,11 @@ in channel units), :class:`~broadcast.decoder.EventItem`,
 
 The client keeps a cursor (race, last tick applied) and resumes from it on
 every reconnect, with jittered exponential backoff.  With ``transport="auto"``
-it starts on the WebSocket, falls back to long-polling when the upgrade is
-refused (e.g. a proxy strips ``Upgrade``), and tries the WebSocket again every
-``ws_retry_s`` while polling.
+it starts on the WebSocket, falls back to HTTP streaming (Server-Sent Events,
+``/v1/stream``) when the upgrade is refused (e.g. a proxy strips ``Upgrade``),
+to long-polling when the stream is refused too (e.g. a proxy that buffers or
+cuts long responses: no ``hello`` within ``open_timeout_s``), and climbs back
+to the WebSocket every ``ws_retry_s`` while on a lesser transport.
 
 Example::
 
@@ -28,6 +30,7 @@ See docs/protocol.md for the wire protocol.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
@@ -47,7 +50,7 @@ from broadcast.protocol import SUBPROTOCOL, BroadcastError, Cursor, ProtocolErro
 __all__ = ["Client", "ClientError", "EventItem", "FrameItem", "Item", "NoticeItem", "StateItem"]
 
 logger = logging.getLogger(__name__)
-TRANSPORTS = ("auto", "ws", "poll")
+TRANSPORTS = ("auto", "ws", "sse", "poll")
 
 
 #: HTTP statuses that retrying as is cannot fix (no or a bad token, out of scope).
@@ -79,6 +82,10 @@ class _TryWebSocket(Exception):
     pass
 
 
+class _StreamRefused(Exception):
+    pass
+
+
 def _urls(url: str) -> tuple[str, str]:
     """(HTTP base URL, WebSocket URL) of a node given either form."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
@@ -101,13 +108,16 @@ class Client:
         cars: Car numbers, or None for every car.
         groups: Channel group names, or None for every group.
         codec: Codec name, or None for the node's default.
-        transport: ``auto``, ``ws`` or ``poll``.
+        transport: ``auto``, ``ws``, ``sse`` or ``poll``.
         cursor: Start after this cursor (None: from a keyframe of the latest tick).
         token: Access token, sent as ``Authorization: Bearer``.
         backoff_initial_s: First reconnect delay (before jitter).
         backoff_max_s: Longest reconnect delay.
         suspend_after_s: Reconnecting longer than this reports ``suspended``.
-        ws_retry_s: While long-polling in ``auto`` mode, retry the WebSocket this often.
+        ws_retry_s: While streaming or long-polling in ``auto`` mode, retry the
+            WebSocket this often.
+        open_timeout_s: Longest wait for a connection to open (for a stream,
+            for its first event: longer means a proxy holds it back).
     """
 
     def __init__(
@@ -144,7 +154,8 @@ class Client:
         self.decoder = StreamDecoder()
         self._start_cursor = cursor
         self._ws: ClientConnection | None = None
-        self._mode = "poll" if transport == "poll" else "ws"
+        self._mode = transport if transport in ("poll", "sse") else "ws"
+        self._stream_id: str | None = None
         self._poll_keyframe = False
         self._closed = False
         self._acked = asyncio.Event()
@@ -156,7 +167,7 @@ class Client:
 
     @property
     def current_transport(self) -> str:
-        """``ws`` or ``poll``: what the client uses now."""
+        """``ws``, ``sse`` or ``poll``: what the client uses now."""
         return self._mode
 
     def __aiter__(self) -> AsyncIterator[Item]:
@@ -179,11 +190,13 @@ class Client:
         """Change the subscription mid-stream, effective from the next tick.
 
         On the WebSocket this returns once the node acknowledged the change
-        (while the iterator is being consumed); on long-poll, the next poll
-        carries it.
+        (while the iterator is being consumed); on an SSE stream once the
+        node answered its ``POST /v1/stream/{id}/subscribe``; on long-poll,
+        the next poll carries it.
 
         Raises:
             TimeoutError: No acknowledgement within ``timeout_s``.
+            ClientError: The node refused the subscription (SSE).
         """
         self.cars = list(cars) if cars is not None else None
         self.groups = list(groups) if groups is not None else None
@@ -193,6 +206,13 @@ class Client:
             await self._ws.send(json.dumps(self._subscription(resume=False)))
             async with asyncio.timeout(timeout_s):
                 await self._acked.wait()
+        elif self._mode == "sse" and self._stream_id is not None:
+            try:
+                await self._stream_post(
+                    self._stream_id, self._subscription(resume=False), timeout_s
+                )
+            except (OSError, aiohttp.ClientConnectionError):
+                self._poll_keyframe = True  # the stream dropped: the next one carries it
         else:
             self._poll_keyframe = True
 
@@ -217,7 +237,10 @@ class Client:
         while not self._closed:
             detail = ""
             try:
-                stream = self._websocket() if self._mode == "ws" else self._poll()
+                if self._mode == "ws":
+                    stream = self._websocket()
+                else:
+                    stream = self._sse() if self._mode == "sse" else self._poll()
                 async for item in stream:
                     if isinstance(item, StateItem) and item.state == "connected":
                         attempt, failing_since = 0, None
@@ -227,7 +250,14 @@ class Client:
                 if self.transport == "ws":
                     detail = f"WebSocket upgrade refused: {exc}"
                 else:
-                    logger.info("WebSocket upgrade refused (%s); long-polling", exc)
+                    logger.info("WebSocket upgrade refused (%s); HTTP streaming", exc)
+                    self._mode = "sse"
+                    continue
+            except _StreamRefused as exc:
+                if self.transport == "sse":
+                    detail = f"HTTP stream refused: {exc}"
+                else:
+                    logger.info("HTTP stream refused (%s); long-polling", exc)
                     self._mode = "poll"
                     continue
             except _TryWebSocket:
@@ -244,7 +274,7 @@ class Client:
                 ProtocolError,
             ) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
-                if self.transport == "auto" and self._mode == "poll":
+                if self.transport == "auto" and self._mode in ("sse", "poll"):
                     self._mode = "ws"  # the node may be back, with its WebSocket
             if self._closed:
                 return
@@ -312,6 +342,135 @@ class Client:
             self._ws = None
             await ws.close()
 
+    def _query(self) -> dict[str, str]:
+        """Query parameters of a poll or a stream: the subscription and the cursor."""
+        params: dict[str, str] = {}
+        if self.cars is not None:
+            params["cars"] = ",".join(map(str, self.cars))
+        if self.groups is not None:
+            params["groups"] = ",".join(self.groups)
+        if self.codec is not None:
+            params["codec"] = self.codec
+        cursor = self.cursor
+        if cursor is not None:
+            params["race"], params["cursor"] = cursor.race, str(cursor.tick)
+        fresh = self.decoder.cursor is None and cursor is not None
+        if fresh or self.decoder.needs_keyframe or self._poll_keyframe:
+            params["keyframe"] = "1"
+        self._poll_keyframe = False
+        return params
+
+    async def _stream_post(self, stream_id: str, message: dict[str, Any], timeout_s: float) -> None:
+        """Send a control message to an SSE stream (``POST /v1/stream/{id}/subscribe``)."""
+        url = f"{self.base_url}/v1/stream/{stream_id}/subscribe"
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with (
+            aiohttp.ClientSession(headers=self._headers()) as http,
+            http.post(url, json=message, timeout=timeout) as resp,
+        ):
+            if resp.status == 400:
+                body = await resp.json(content_type=None)
+                raise ClientError(f"{body.get('code')}: {body.get('message')}")
+            if resp.status == 404:
+                raise aiohttp.ClientConnectionError("the stream has ended")
+            resp.raise_for_status()
+
+    async def _sse(self) -> AsyncIterator[Item]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        connected = False
+        # A large read buffer: one event (a base64 keyframe) is one line.
+        async with aiohttp.ClientSession(headers=self._headers(), read_bufsize=1 << 22) as http:
+            try:
+                async with asyncio.timeout(self.open_timeout_s):
+                    resp = await http.get(
+                        f"{self.base_url}/v1/stream",
+                        params=self._query(),
+                        headers={"Accept": "text/event-stream"},
+                        timeout=aiohttp.ClientTimeout(total=None),
+                    )
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                # No answer (a proxy holding or cutting the stream) is a refusal too.
+                raise _StreamRefused(f"{type(exc).__name__}: {exc}") from exc
+            async with resp:
+                if resp.status == 400 or resp.status in FATAL_STATUSES:
+                    body = await resp.json(content_type=None)
+                    raise ClientError(f"{body.get('code')}: {body.get('message')}")
+                if resp.status >= 500 or resp.status == 429:
+                    resp.raise_for_status()
+                if resp.status != 200 or resp.content_type != "text/event-stream":
+                    raise _StreamRefused(f"HTTP {resp.status} {resp.content_type}")
+                retry_at = started + self.ws_retry_s if self.transport == "auto" else None
+                try:
+                    async for item in self._sse_items(
+                        resp, loop.time() + self.open_timeout_s, retry_at
+                    ):
+                        connected = True
+                        yield item
+                except (OSError, aiohttp.ClientError) as exc:
+                    if not connected:
+                        raise _StreamRefused(f"{type(exc).__name__}: {exc}") from exc
+                    raise
+                finally:
+                    self._stream_id = None
+
+    async def _sse_items(
+        self, resp: aiohttp.ClientResponse, hello_deadline: float, retry_at: float | None
+    ) -> AsyncIterator[Item]:
+        """Items of an open SSE response (see docs/protocol.md, HTTP streaming).
+
+        Raises:
+            _TryWebSocket: At ``retry_at`` (the stream is resumed on the WebSocket).
+        """
+        loop = asyncio.get_running_loop()
+        data: list[bytes] = []
+        asked = False
+        idle_s = self.open_timeout_s
+        while not self._closed:
+            # Before the hello: a proxy holding the stream back; after: a dead peer
+            # (the node sends a heartbeat comment every heartbeat_s).
+            deadline = hello_deadline if self._stream_id is None else loop.time() + idle_s
+            retry = self._stream_id is not None and retry_at is not None and retry_at < deadline
+            try:
+                async with asyncio.timeout_at(retry_at if retry else deadline):
+                    line = await resp.content.readline()
+            except TimeoutError:
+                if retry:
+                    raise _TryWebSocket from None
+                if self._stream_id is None:
+                    raise _StreamRefused("no event in time (a proxy buffering it?)") from None
+                raise
+            if not line:
+                if self._stream_id is None:
+                    raise _StreamRefused("the stream ended before its first event")
+                return  # the node or a proxy ended it: reconnect and resume
+            line = line.rstrip(b"\r\n")
+            if line and not line.startswith(b"data:"):
+                continue  # id:, retry: (the cursor is ours) and comments (heartbeats)
+            if line:
+                data.append(line[5:].lstrip(b" "))
+                continue
+            if not data:
+                continue
+            message = base64.b64decode(b"".join(data))
+            data.clear()
+            if self._stream_id is None:
+                self.decoder.feed(message)
+                hello = self.decoder.hello or {}
+                if not hello.get("stream"):
+                    raise ProtocolError("malformed", "the stream's first event is not its hello")
+                self._stream_id = str(hello["stream"])
+                idle_s = 2 * float(hello.get("heartbeat_s", 20.0)) + self.open_timeout_s
+                yield StateItem("connected", "sse")
+                continue
+            for item in self._items(message):
+                yield item
+            if self.decoder.needs_keyframe and not asked:
+                await self._stream_post(self._stream_id, {"op": "keyframe"}, self.open_timeout_s)
+                asked = True
+            elif not self.decoder.needs_keyframe:
+                asked = False
+
     async def _poll(self) -> AsyncIterator[Item]:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -319,20 +478,7 @@ class Client:
         async with aiohttp.ClientSession(headers=self._headers()) as http:
             connected = False
             while not self._closed:
-                params: dict[str, str] = {}
-                if self.cars is not None:
-                    params["cars"] = ",".join(map(str, self.cars))
-                if self.groups is not None:
-                    params["groups"] = ",".join(self.groups)
-                if self.codec is not None:
-                    params["codec"] = self.codec
-                cursor = self.cursor
-                if cursor is not None:
-                    params["race"], params["cursor"] = cursor.race, str(cursor.tick)
-                fresh = self.decoder.cursor is None and cursor is not None
-                if fresh or self.decoder.needs_keyframe or self._poll_keyframe:
-                    params["keyframe"] = "1"
-                self._poll_keyframe = False
+                params = self._query()
                 timeout = aiohttp.ClientTimeout(total=hold_s + self.open_timeout_s)
                 async with http.get(
                     f"{self.base_url}/v1/poll", params=params, timeout=timeout

@@ -26,6 +26,7 @@ from broadcast.hub import Hub
 from broadcast.longpoll import make_app
 from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
 from broadcast.session import Session
+from broadcast.sse import add_sse_routes
 from broadcast.ticks import TickAssembler
 from slipstream.bus import Bus, Consumer, Record, partition_for
 from slipstream.config import DEFAULT_PARTITIONS
@@ -110,6 +111,7 @@ class BroadcastServer:
         cfg = self.config
         app = make_app(self.hub, self.registry, self.server_id)
         add_admin_routes(app, self.hub, self.race_info, self.registry)
+        add_sse_routes(app, self.hub, self.server_id)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         http_factory = self._runner.server
