@@ -83,9 +83,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     sub.add_argument("--codec", help="sparse, vcdiff or full (default: the node's default)")
     sub.add_argument(
         "--transport",
-        choices=["auto", "ws", "poll"],
+        choices=["auto", "ws", "sse", "poll"],
         default="auto",
-        help="WebSocket, long-poll, or auto: WebSocket with long-poll fallback (default)",
+        help="WebSocket, sse (HTTP streaming), long-poll, or auto: WebSocket, falling back "
+        "to sse then long-poll as each is refused, climbing back when it works (default)",
     )
     sub.add_argument(
         "--from",

@@ -27,6 +27,10 @@ class BufferingProxy(Proxy):
         self.cuts = 0
         self.buffering = True
 
+    async def __aenter__(self) -> BufferingProxy:
+        await super().__aenter__()
+        return self
+
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rewrite: bool
     ) -> None:
