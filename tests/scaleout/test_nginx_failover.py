@@ -182,6 +182,14 @@ async def test_long_polls_pass_through_nginx_held_and_answered(
                 got = msgpack.unpackb(await answer.read())
             ticks = [msgpack.unpackb(m).get("tick") for m in got["m"]]
             assert got["cursor"] == 3 and 3 in ticks
+            # The event stream (SSE) passes unbuffered: a tick fed now arrives at once.
+            stream_url = f"http://{config.listen}/v1/stream?cars=1&groups=timing&cursor=R-poll:3"
+            async with http.get(stream_url) as stream:
+                assert stream.status == 200
+                await feeder.tick(4)
+                async with asyncio.timeout(10):
+                    while (await stream.content.readline()).strip() != b"id: R-poll:4":
+                        pass
     finally:
         if nginx is not None:
             nginx.stop(fast=True)
