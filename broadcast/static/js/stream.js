@@ -3,9 +3,16 @@
 //
 // `Catalogue` maps channel names to (group, index, resolution); `StreamState` is the
 // pure part (messages in, values out, no socket, testable in node); `Stream` owns one
-// WebSocket: subscribe, resume from its cursor after a drop or a reload, reconnect with
+// connection: subscribe, resume from its cursor after a drop or a reload, reconnect with
 // jittered backoff, and report its state (connecting, connected, reconnecting,
-// suspended).
+// suspended) and its transport (`stream.transport`: ws, sse or poll).
+//
+// Transports, best first: the WebSocket; HTTP streaming (Server-Sent Events,
+// /v1/stream) when the WebSocket never opens (a proxy refusing the upgrade); long-polling
+// (/v1/poll) when the stream sends nothing in time either (a proxy buffering or cutting
+// long responses).  On a lesser transport a probe WebSocket is tried every `wsRetryMs`
+// (30 s) and the stream climbs back when it opens.  A connection lost after it worked
+// starts again from the top.
 
 import { MISSING, decodeDelta, decodeKeyframe } from "./codecs.js";
 
@@ -126,6 +133,13 @@ function unpack(data) {
   return globalThis.MessagePack.decode(new Uint8Array(data));
 }
 
+function fromBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
 /**
  * One WebSocket subscription with resume.
  *
@@ -133,7 +147,9 @@ function unpack(data) {
  * `catalogue`, `groups` (names), `cars` (numbers or null for all), `codec`,
  * `onTick(msg, fresh, stream)`, `onEvent(msg)`, `onNotice(msg)`, `onState(state, detail)`,
  * `suspendAfterMs` (reconnecting this long turns into suspended), `storage`
- * (sessionStorage by default).
+ * (sessionStorage by default), `fallback` (fall back to SSE and long-poll; default: when
+ * the browser has EventSource), `wsRetryMs` (probe the WebSocket this often while on a
+ * lesser transport).
  */
 export class Stream {
   constructor(options) {
@@ -159,6 +175,9 @@ export class Stream {
     this.latencyMs = [];
     this.subscribed = null;
     this.heldCars = this.cars; // the cars of the last subscription sent
+    this.transport = "ws"; // ws, sse or poll
+    this.source = null; // the EventSource on sse
+    this.polling = null; // {abort} of the long-poll loop on poll
   }
 
   /** The stored cursor {race, tick} (survives a reload), or null. */
@@ -190,6 +209,7 @@ export class Stream {
     clearTimeout(this.timer);
     clearTimeout(this.watchdog);
     if (this.socket) this.socket.close(1000, "page closed");
+    this._stopHttp();
     this._setStatus("closed");
   }
 
@@ -200,13 +220,17 @@ export class Stream {
     this.attempt = 0;
     this.failingSince = null;
     if (this.socket && this.socket.readyState <= 1) return;
+    if (this.source || this.polling) return;
     this._connect();
   }
 
   /** Change the subscription's cars over the open socket (null: every car, []: none). */
   setCars(cars) {
     this.cars = cars === null ? null : [...cars].sort((a, b) => a - b);
-    if (this.socket?.readyState === WebSocket.OPEN && this.hello) this._subscribe(false);
+    if (this.transport === "poll") this.polling?.restart();
+    else if (this.transport === "sse" ? this.source && this.hello : this.socket?.readyState === WebSocket.OPEN && this.hello) {
+      this._subscribe(false);
+    }
   }
 
   _setStatus(status, detail = "") {
@@ -217,6 +241,8 @@ export class Stream {
   _connect() {
     if (this.closed) return;
     this._setStatus(this.failingSince === null && this.attempt === 0 ? "connecting" : "reconnecting");
+    if (this.transport === "sse") return this._connectSse();
+    if (this.transport === "poll") return this._connectPoll();
     let socket;
     try {
       socket = new WebSocket(this.url, [SUBPROTOCOL]);
@@ -242,6 +268,10 @@ export class Stream {
       socket.onopen = () => socket.close(1000, "gave up waiting");
       this._lost("no answer from the server");
     }, Math.max(0, Math.min(connectTimeoutMs, budget)));
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+    };
     socket.onmessage = (ev) => {
       if (typeof ev.data === "string") return;
       this.bytes += ev.data.byteLength;
@@ -257,6 +287,12 @@ export class Stream {
         this._setStatus("suspended", detail);
         return;
       }
+      // Never opened: refused (a proxy stripping Upgrade) or unreachable; try HTTP streaming.
+      if (!opened && this._fallback()) {
+        clearTimeout(this.watchdog);
+        this._stepDown("sse");
+        return;
+      }
       this._lost(detail);
     };
     // Errors are followed by close, which reconnects; nothing to log here.
@@ -265,6 +301,9 @@ export class Stream {
 
   _lost(detail) {
     if (this.closed) return;
+    // Start again from the best transport: what failed may have been the network.
+    this._stopHttp();
+    this.transport = "ws";
     const now = Date.now();
     if (this.failingSince === null) this.failingSince = now;
     const suspendAfterMs = this.options.suspendAfterMs ?? 30000;
@@ -279,7 +318,186 @@ export class Stream {
   }
 
   _send(obj) {
-    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(obj));
+    if (this.transport === "sse") this._post(obj);
+    else if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(obj));
+  }
+
+  // -- HTTP streaming and long-polling (docs/protocol.md) ------------------------------
+
+  _fallback() {
+    return this.options.fallback ?? typeof globalThis.EventSource === "function";
+  }
+
+  _stepDown(transport) {
+    this.transport = transport;
+    this._connect();
+  }
+
+  _stopHttp() {
+    clearTimeout(this.climbTimer);
+    if (this.source) this.source.close();
+    this.source = null;
+    this.polling?.stop();
+    this.polling = null;
+  }
+
+  /** An HTTP URL on the node (the WebSocket URL's host, base path and ?token=). */
+  _httpUrl(path, params = {}) {
+    const url = new URL(this.url.replace(/^ws/, "http"), globalThis.location?.href);
+    url.pathname = url.pathname.replace(/\/ws$/, "") + path;
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+    return url.toString();
+  }
+
+  /** Query of a stream or a poll: the subscription and the cursor (as _subscribe sends). */
+  _query() {
+    const q = {};
+    if (this.cars !== null) q.cars = this.cars.join(",");
+    if (this.groups) q.groups = this.groups.join(",");
+    if (this.codec) q.codec = this.codec;
+    const cursor = this.state.race !== null ? { race: this.state.race, tick: this.state.tick } : this.storedCursor;
+    if (cursor && cursor.race) {
+      q.cursor = `${cursor.race}:${cursor.tick}`;
+      const same = JSON.stringify(this.cars) === JSON.stringify(this.heldCars);
+      if (!this.state.hasState || !same || this.state.needsKeyframe) q.keyframe = "1";
+    }
+    this.heldCars = this.cars;
+    return q;
+  }
+
+  _post(obj) {
+    const stream = this.hello?.stream;
+    if (!stream) return;
+    fetch(this._httpUrl(`/v1/stream/${encodeURIComponent(stream)}/subscribe`), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(obj),
+    }).catch(() => {}); // a dropped stream reconnects with the subscription in its query
+  }
+
+  _connected() {
+    if (this.status !== "connected") {
+      this.attempt = 0;
+      this.failingSince = null;
+      this._setStatus("connected", this.transport);
+    }
+    if (this.transport !== "ws") this._scheduleClimb();
+  }
+
+  _scheduleClimb() {
+    clearTimeout(this.climbTimer);
+    this.climbTimer = setTimeout(() => this._probe(), this.options.wsRetryMs ?? 30000);
+  }
+
+  /** While on a lesser transport: if a WebSocket opens now, move back to it. */
+  _probe() {
+    if (this.closed || this.transport === "ws") return;
+    let probe;
+    try {
+      probe = new WebSocket(this.url, [SUBPROTOCOL]);
+    } catch {
+      this._scheduleClimb();
+      return;
+    }
+    probe.onopen = () => {
+      probe.onclose = null;
+      probe.close(1000, "probe");
+      if (this.closed || this.transport === "ws") return;
+      this._stopHttp();
+      this.transport = "ws";
+      this._connect();
+    };
+    probe.onclose = () => {
+      if (!this.closed && this.transport !== "ws") this._scheduleClimb();
+    };
+    probe.onerror = () => {};
+  }
+
+  _connectSse() {
+    let source;
+    const cars = this.cars;
+    try {
+      source = new EventSource(this._httpUrl("/v1/stream", this._query()));
+    } catch (err) {
+      this._lost(`cannot open the stream: ${err.message}`);
+      return;
+    }
+    this.source = source;
+    this.hello = null;
+    this.resumes.push({ cursor: null, keyframe: false, first: null });
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(() => {
+      if (this.source !== source || this.hello) return;
+      this._stopHttp();
+      this._stepDown("poll"); // nothing came: a proxy holding long responses back
+    }, this.options.connectTimeoutMs ?? 8000);
+    source.onmessage = (ev) => {
+      if (this.source !== source) return;
+      this.bytes += ev.data.length;
+      this.messages++;
+      const msg = unpack(fromBase64(ev.data));
+      if (msg.t === "hello") {
+        this.hello = msg;
+        clearTimeout(this.watchdog);
+        this._connected();
+        // The query could not say "no cars"; nor a change made while connecting.
+        if (JSON.stringify(cars) !== JSON.stringify(this.cars) || (this.cars && !this.cars.length)) {
+          this._subscribe(false);
+        }
+        return;
+      }
+      this._message(msg);
+    };
+    source.onerror = () => {
+      if (this.source !== source) return;
+      const opened = this.hello !== null;
+      this._stopHttp(); // our own backoff and cursor, not EventSource's retry
+      if (opened) this._lost("the stream was cut");
+      else this._stepDown("poll");
+    };
+  }
+
+  _connectPoll() {
+    const loop = { stopped: false, controller: new AbortController() };
+    loop.stop = () => {
+      loop.stopped = true;
+      loop.controller.abort();
+    };
+    loop.restart = () => loop.controller.abort(); // poll again now, with the new cars
+    this.polling = loop;
+    this.hello = null;
+    this.resumes.push({ cursor: null, keyframe: false, first: null });
+    const run = async () => {
+      while (!loop.stopped && !this.closed) {
+        let body;
+        try {
+          if (this.cars !== null && this.cars.length === 0) {
+            await new Promise((resolve) => loop.controller.signal.addEventListener("abort", resolve));
+            throw new DOMException("cars changed", "AbortError");
+          }
+          const response = await fetch(this._httpUrl("/v1/poll", this._query()), { signal: loop.controller.signal });
+          if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          const data = await response.arrayBuffer();
+          this.bytes += data.byteLength;
+          body = unpack(data);
+        } catch (err) {
+          if (loop.stopped) return;
+          if (err.name === "AbortError") {
+            loop.controller = new AbortController();
+            continue;
+          }
+          this.polling = null;
+          this._lost(`long-poll failed: ${err.message}`);
+          return;
+        }
+        this._connected();
+        for (const message of body.m) {
+          this.messages++;
+          this._message(unpack(message));
+        }
+      }
+    };
+    run();
   }
 
   _subscribe(resume) {
@@ -313,11 +531,7 @@ export class Stream {
       case "subscribed":
       case "unsubscribed":
         this.subscribed = msg;
-        if (this.status !== "connected") {
-          this.attempt = 0;
-          this.failingSince = null;
-          this._setStatus("connected");
-        }
+        this._connected();
         break;
       case "tick": {
         const fresh = this.state.applyTick(msg);
