@@ -28,7 +28,7 @@ pytestmark = pytest.mark.kafka
 #: Above the longest rebalance pause (session timeout 6 s of the KafkaBus defaults):
 #: a member that hears nothing during a rebalance must not take the silence for the
 #: end of the race and close half-filled windows (docs/deploy.md, consumer groups).
-IDLE_FLUSH_MS = 1500
+IDLE_FLUSH_MS = 8000
 
 
 def start(bootstrap: str, names: dict[str, str]) -> subprocess.Popen[bytes]:
