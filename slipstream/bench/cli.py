@@ -46,7 +46,7 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--transport",
-        choices=["ws", "poll"],
+        choices=["ws", "sse", "poll"],
         default="ws",
         help="transport of a single run (default ws)",
     )

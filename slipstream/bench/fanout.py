@@ -90,8 +90,8 @@ class FanoutConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.transport not in ("ws", "poll"):
-            raise ValueError(f"transport must be ws or poll, got {self.transport!r}")
+        if self.transport not in ("ws", "sse", "poll"):
+            raise ValueError(f"transport must be ws, sse or poll, got {self.transport!r}")
         if not 1 <= self.subscribers <= 100_000:
             raise ValueError("subscribers must be between 1 and 100,000")
         if not 1 <= self.duration_s <= 600 or not 0 <= self.warmup_s <= 60:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from slipstream.bench import BenchError
 from slipstream.bench.adapter import Subscription, WireAdapter
+from slipstream.bench.sse_subscriber import SseSubscriber
 from slipstream.bench.subscribers import PollSubscriber, Subscriber, Tally, WsSubscriber
 
 __all__ = ["GeneratorResult", "LoadGenerator"]
@@ -63,8 +64,8 @@ class LoadGenerator:
         connect_concurrency: int = 100,
         connect_timeout_s: float = 10.0,
     ) -> None:
-        if transport not in ("ws", "poll"):
-            raise ValueError(f"transport must be 'ws' or 'poll', got {transport!r}")
+        if transport not in ("ws", "sse", "poll"):
+            raise ValueError(f"transport must be 'ws', 'sse' or 'poll', got {transport!r}")
         if connect_concurrency < 1 or connect_timeout_s <= 0:
             raise ValueError("connect_concurrency and connect_timeout_s must be positive")
         self.transport = transport
@@ -80,7 +81,7 @@ class LoadGenerator:
         self.failed = 0
 
     def _factory(self) -> Callable[[], Subscriber]:
-        kind = WsSubscriber if self.transport == "ws" else PollSubscriber
+        kind = {"ws": WsSubscriber, "sse": SseSubscriber, "poll": PollSubscriber}[self.transport]
         return lambda: kind(self.tally, self.adapter, self.sub, self.host, self.port)
 
     async def _open_one(self, factory: Callable[[], Subscriber]) -> None:

@@ -60,6 +60,10 @@ class SlipstreamAdapter:
         """The tick of a ``tick`` message (None for hello, acks, events, notices)."""
         return _stamp(msgpack.unpackb(payload, raw=False, strict_map_key=False))
 
+    def sse_target(self, sub: Subscription) -> str:
+        """``/v1/stream`` (HTTP streaming) with the subscription of :meth:`poll_target`."""
+        return "/v1/stream?" + self.poll_target(sub, "").partition("?")[2]
+
     def poll_target(self, sub: Subscription, cursor: str) -> str:
         """``/v1/poll`` with the subscription, and the cursor once there is one."""
         query = []
