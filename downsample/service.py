@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import defaultdict, deque
 
 from downsample.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint
@@ -88,6 +89,8 @@ class DownsampleService:
         self._windows: dict[int, PartitionWindows] = {}
         self._in_flight: deque[asyncio.Task[None]] = deque()
         self._committed: dict[int, int] = {}
+        self._quiet: set[int] = set()
+        self._quiet_at = -math.inf
         registry = registry or Registry()
         self._m_records = registry.counter(
             "slipstream_raw_records_total", "Raw records read by the downsampler"
@@ -148,7 +151,8 @@ class DownsampleService:
             now = loop.time()
             if records:
                 self.idle.clear()
-            frames, dead = self._process(records, fresh, now)
+            quiet = await self._quiet_partitions(consumer, now)
+            frames, dead = self._process(records, fresh, now, quiet)
             await self._send(producer, frames, dead)
             if not records or now - last_commit >= cfg.commit_interval_ms / 1000:
                 await self._commit(consumer, producer)
@@ -156,8 +160,31 @@ class DownsampleService:
             if not records and self._caught_up():
                 self.idle.set()
 
+    async def _quiet_partitions(self, consumer: Consumer, now: float) -> set[int]:
+        """Partitions the broker says have nothing more to read (checked every idle/4).
+
+        Only their silent races are flushed: a broker that does not answer is an
+        outage, not the end of a race, and flushing then would refuse the race's
+        samples still to come as late.
+        """
+        if now - self._quiet_at < self.config.idle_flush_ms / 4000:
+            return self._quiet
+        self._quiet_at = now
+        self._quiet = set()
+        assigned = [TopicPartition(self.config.raw_topic, p) for p in self._windows]
+        try:
+            ends = await consumer.end_offsets(assigned) if assigned else {}
+        except BusError:
+            return self._quiet
+        self._quiet = {
+            tp.partition
+            for tp, end in ends.items()
+            if end <= (self._windows[tp.partition].next_offset or 0)
+        }
+        return self._quiet
+
     def _process(
-        self, records: list[Record], fresh: set[int], now: float
+        self, records: list[Record], fresh: set[int], now: float, quiet: set[int]
     ) -> tuple[list[Frame], list[DeadLetter]]:
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for record in records:
@@ -171,7 +198,8 @@ class DownsampleService:
                 f, d = windows.process(batch, now)
                 frames += f
                 dead += d
-            frames += windows.flush_idle(now, idle_s)
+            if partition in quiet:
+                frames += windows.flush_idle(now, idle_s)
         return frames, dead
 
     async def _send(self, producer: Producer, frames: list[Frame], dead: list[DeadLetter]) -> None:

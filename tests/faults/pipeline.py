@@ -158,6 +158,24 @@ async def frames_truth(bootstrap: str) -> tuple[dict[tuple[str, int, int], int],
     return truth, repeats
 
 
-async def raw_batches(bootstrap: str) -> list[RawBatch]:
-    """Every raw batch on the raw topic."""
-    return [decode_raw(v) for v in await read_topic(bootstrap, RAW_TOPIC)]
+async def raw_batches(bootstrap: str) -> tuple[list[RawBatch], int]:
+    """Every raw batch on the raw topic once, and how many records were repeats.
+
+    A producer that lost an ack to a broken connection sends the record again:
+    the raw topic may hold a batch twice (ingest drops the repeat by its
+    sequence number).
+
+    Raises:
+        AssertionError: Two records of one (race, car, seq) differ.
+    """
+    batches: dict[tuple[str, int, int], tuple[bytes, RawBatch]] = {}
+    repeats = 0
+    for value in await read_topic(bootstrap, RAW_TOPIC):
+        batch = decode_raw(value)
+        key = (batch.race, batch.car, batch.seq)
+        if key in batches:
+            repeats += 1
+            assert batches[key][0] == value, f"raw batch {key} sent twice with other contents"
+            continue
+        batches[key] = (value, batch)
+    return [b for _, b in batches.values()], repeats

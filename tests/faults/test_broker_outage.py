@@ -51,7 +51,7 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             last_tick = fleet.latest_tick()
             running = {svc.name: svc.running for svc in p.services}
         truth, repeats = await frames_truth(p.bootstrap)
-        batches = await raw_batches(p.bootstrap)
+        batches, raw_repeats = await raw_batches(p.bootstrap)
         errors = p.errors()
         # The only ERROR lines: aiokafka's own retries while the broker was away.
         foreign = [line for lines in errors.values() for line in lines if "aiokafka" not in line]
@@ -78,6 +78,7 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             "last_tick": last_tick,
             "topic_car_frames_checked": len(reference),
             "re_emitted_frames": repeats,
+            "raw_records_sent_twice": raw_repeats,
             "lost": len(problems) + len(topic_lost),
             "duplicated": summary["duplicates"],
             "errors_logged": {k: len(v) for k, v in errors.items()},

@@ -45,7 +45,7 @@ async def test_kill_9_downsample_mid_race_fans_get_every_frame_once() -> None:
             await fleet.wait_all(kill_tick + 20, 1, 180)
             last_tick = fleet.latest_tick()
         truth, repeats = await frames_truth(p.bootstrap)
-        batches = await raw_batches(p.bootstrap)
+        batches, raw_repeats = await raw_batches(p.bootstrap)
         errors = p.errors()
     summary = fleet.summary()
 
@@ -65,6 +65,7 @@ async def test_kill_9_downsample_mid_race_fans_get_every_frame_once() -> None:
             "last_tick": last_tick,
             "topic_car_frames_checked": len(reference),
             "re_emitted_frames": repeats,
+            "raw_records_sent_twice": raw_repeats,
             "lost": len(problems) + len(topic_lost),
             "duplicated": summary["duplicates"],
             **summary,
