@@ -145,6 +145,11 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         help="sweep: a step fails below this share of updates delivered (default 0.99)",
     )
     p.add_argument(
+        "--replot",
+        action="store_true",
+        help="rebuild the plots and REPORT.md in --out from its fanout-sweep.json, run nothing",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=Path("benchmarks/results"),
@@ -185,6 +190,20 @@ def _print(result: dict[str, Any]) -> None:
         sys.stdout.write(f"error seen: {error}\n")
 
 
+def _replot(out: Path) -> int:
+    from slipstream.bench.plots import make_plots
+    from slipstream.bench.report import write_report
+
+    source = out / "fanout-sweep.json"
+    try:
+        summary = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {source} ({exc}); run --sweep first") from None
+    write_report(summary, make_plots(summary, out), out / "REPORT.md")
+    _progress(f"rebuilt the plots and {out / 'REPORT.md'} from {source}")
+    return 0
+
+
 def _cmd_fanout(args: argparse.Namespace) -> int:
     from slipstream.bench.fanout import FanoutConfig, run_fanout
     from slipstream.codecs import CODECS
@@ -202,6 +221,8 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.replot:
+        return _replot(args.out)
     if args.sweep:
         from slipstream.bench.sweep import run_sweep
 

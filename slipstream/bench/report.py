@@ -65,13 +65,22 @@ def goals(summary: dict[str, Any], default_codec: str) -> list[tuple[str, str, s
     both = sorted(n for n in set(ws) & set(poll) if ws[n].get("passed") and poll[n].get("passed"))
     common = both or sorted(set(ws) & set(poll))
     if common:
-        n = common[-1]
-        ratio = ws[n]["server_cpu_us_per_update"] / max(poll[n]["server_cpu_us_per_update"], 1e-9)
-        rows.append((
-            "WebSocket server CPU per update vs long-poll's", "<= 1/6",
-            f"1/{1 / ratio:.1f} at N={n} ({ws[n]['server_cpu_us_per_update']} vs "
-            f"{poll[n]['server_cpu_us_per_update']} us)", "met" if ratio <= 1 / 6 else "not met",
-        ))  # fmt: skip
+        parts, met = [], []
+        for n in common:
+            w, p = ws[n]["server_cpu_us_per_update"], poll[n]["server_cpu_us_per_update"]
+            ratio = w / max(p, 1e-9)
+            parts.append(f"1/{1 / ratio:.1f} at N={n} ({w} vs {p} us)")
+            met.append(ratio <= 1 / 6)
+        if all(met):
+            verdict = "met"
+        elif any(met):
+            ok_at = [str(n) for n, ok in zip(common, met, strict=True) if ok]
+            verdict = "met at N=" + ", ".join(ok_at)
+        else:
+            verdict = "not met"
+        rows.append(
+            ("WebSocket server CPU per update vs long-poll's", "<= 1/6", "; ".join(parts), verdict)
+        )
     passing_ws = [r for r in ws.values() if r.get("passed")]
     if passing_ws:
         top = max(passing_ws, key=lambda r: r["subscribers"])

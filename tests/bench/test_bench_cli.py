@@ -56,3 +56,16 @@ def test_single_run_writes_the_figures(tmp_path: Path, transport: str) -> None:
     # Every process the run started is gone.
     pids = [line.split("pid ")[1].split()[0] for line in proc.stderr.splitlines() if "pid " in line]
     assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_replot_rebuilds_the_report_from_the_sweep_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.bench.test_bench_report import _summary
+
+    assert main(["bench", "fanout", "--replot", "--out", str(tmp_path)]) == 2
+    assert "run --sweep first" in capsys.readouterr().err
+    (tmp_path / "fanout-sweep.json").write_text(json.dumps(_summary()))
+    assert main(["bench", "fanout", "--replot", "--out", str(tmp_path)]) == 0
+    assert "| poll | 1000 | 5000 | p99 3000 ms |" in (tmp_path / "REPORT.md").read_text()
+    assert (tmp_path / "fanout-cpu.png").stat().st_size > 10_000
