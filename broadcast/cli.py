@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from broadcast.protocol import ProtocolError, parse_cursor
 from slipstream.bus import make_bus
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
+from slipstream.gate import Gate, add_gate_arguments
 
 __all__ = ["register"]
 
@@ -49,6 +51,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_bus_arguments(node, required=True)
     add_broadcast_arguments(node)
+    add_gate_arguments(node)  # --no-auth and the limits (docs/security.md)
     node.add_argument(
         "--frames-topic",
         default=env("FRAMES_TOPIC", FRAMES_TOPIC),
@@ -114,10 +117,14 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
             "a standalone node needs --kafka HOST:PORT (use `slipstream run` in process)"
         )
     config = BroadcastConfig.from_args(args)
-    return asyncio.run(_serve(make_bus(bus_config), config))
+    gate = Gate.from_args(args)
+    if gate.limits is not None:
+        config = dataclasses.replace(config, max_message_bytes=gate.limits.max_message_bytes)
+    sys.stderr.write(gate.describe() + "\n")
+    return asyncio.run(_serve(make_bus(bus_config), config, gate))
 
 
-async def _serve(bus: Any, config: BroadcastConfig) -> int:
+async def _serve(bus: Any, config: BroadcastConfig, gate: Gate | None = None) -> int:
     from broadcast.server import BroadcastServer
 
     stop = asyncio.Event()
@@ -126,7 +133,7 @@ async def _serve(bus: Any, config: BroadcastConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     await bus.start()
     try:
-        async with BroadcastServer(config, bus):
+        async with BroadcastServer(config, bus, gate=gate):
             await stop.wait()
     finally:
         await bus.stop()

@@ -20,6 +20,7 @@ import msgpack
 from aiohttp import web
 
 from broadcast.fanout import EncodedTick
+from broadcast.guard import scope_request
 from broadcast.history import HistoryUnavailable
 from broadcast.hub import Hub
 from broadcast.protocol import (
@@ -151,6 +152,7 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
         except ProtocolError as exc:
             hub.m_errors.inc(code=exc.code)
             return _bad_request(exc)
+        sub = scope_request(request, sub)  # 403 outside the token's scope
         loop = asyncio.get_running_loop()
         loop_deadline = loop.time() + hub.config.poll_hold_s
         hub.poll_waiting += 1

@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from broadcast.admin import RaceInfo, add_admin_routes
 from broadcast.config import BroadcastConfig
 from broadcast.dispatch import DispatchProtocol
+from broadcast.guard import Guard
 from broadcast.history import BusHistory, TickIndex
 from broadcast.hub import Hub
 from broadcast.longpoll import make_app
@@ -31,6 +32,7 @@ from broadcast.ticks import TickAssembler
 from slipstream.bus import Bus, Consumer, Record, partition_for
 from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
+from slipstream.gate import Gate
 from slipstream.metrics import Registry
 from slipstream.records import (
     Frame,
@@ -55,13 +57,21 @@ class BroadcastServer:
         bus: A started bus; the node reads ``slipstream.frames`` and
             ``slipstream.events`` from the beginning, every partition, no group.
         registry: Metrics registry rendered at ``/metrics`` (a new one if None).
+        gate: Tokens and limits (docs/security.md); None for an open node.
     """
 
-    def __init__(self, config: BroadcastConfig, bus: Bus, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        config: BroadcastConfig,
+        bus: Bus,
+        registry: Registry | None = None,
+        gate: Gate | None = None,
+    ) -> None:
         self.config = config
         self.bus = bus
         self.registry = registry if registry is not None else Registry()
         self.hub = Hub(config, self.registry)
+        self.guard = Guard(gate or Gate(), self.registry)
         self.race_info = RaceInfo()
         self._server: Server | None = None
         self._runner: web.AppRunner | None = None
@@ -110,6 +120,7 @@ class BroadcastServer:
         """
         cfg = self.config
         app = make_app(self.hub, self.registry, self.server_id)
+        self.guard.install(app)
         add_admin_routes(app, self.hub, self.race_info, self.registry)
         add_sse_routes(app, self.hub, self.server_id)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -201,18 +212,23 @@ class BroadcastServer:
         server = self._server
         try:
             async with asyncio.timeout(10):
-                await connection.handshake(_check_path, None, None)
+                await connection.handshake(
+                    lambda c, r: _check_path(c, r) or self.guard.process_request(c, r), None, None
+                )
             if connection.protocol.state is not State.OPEN:
                 connection.transport.abort()
                 return
             if server is None:
                 await connection.close(CLOSE_SHUTDOWN, "server shutting down")
                 return
+            session_guard = await self.guard.open_session(connection)  # checks the token
+            if session_guard is None:
+                return
             server.all_connections.add(connection)
             connection.start_keepalive()
             try:
                 async with connection:
-                    await Session(connection, self.hub, self.server_id).run()
+                    await Session(connection, self.hub, self.server_id, session_guard).run()
             except Exception:
                 logger.exception("WebSocket session failed")
             finally:
@@ -220,6 +236,7 @@ class BroadcastServer:
         except Exception:
             connection.transport.abort()
         finally:
+            self.guard.release(connection)
             if server is not None:
                 server.handler_tasks.discard(asyncio.current_task())
 

@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from broadcast.fanout import EncodedTick
+from broadcast.guard import SessionGuard
 from broadcast.history import HistoryUnavailable
 from broadcast.hub import Hub
 from broadcast.protocol import (
@@ -40,7 +41,10 @@ logger = logging.getLogger(__name__)
 class Session:
     """State of one WebSocket fan (read and written by the hub on live ticks)."""
 
-    def __init__(self, conn: ServerConnection, hub: Hub, server_id: str) -> None:
+    def __init__(
+        self, conn: ServerConnection, hub: Hub, server_id: str, guard: SessionGuard | None = None
+    ) -> None:
+        self.guard = guard  # tokens and limits (docs/security.md)
         self.conn = conn
         self.hub = hub
         self.server_id = server_id
@@ -89,6 +93,8 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it closes."""
         self.hub.sessions.add(self)
+        if self.guard is not None:
+            self.guard.start(self.close_soon)  # close when the token expires
         try:
             await self._send(self.hello())
             async for data in self.conn:
@@ -98,8 +104,12 @@ class Session:
         finally:
             self.live = False
             self.hub.sessions.discard(self)
+            if self.guard is not None:
+                self.guard.stop()
 
     async def _handle(self, data: str | bytes) -> None:
+        if self.guard is not None and not self.guard.message(data, self.close_soon):
+            return
         try:
             op, sub = parse_control(
                 data,
@@ -120,7 +130,10 @@ class Session:
             self.needs_keyframe = True
             self.hub.m_keyframes.inc(reason="requested")
         elif sub is not None:
-            await self._subscribe(sub)
+            if self.guard is not None:
+                sub = self.guard.subscribe(sub, self.close_soon)  # None: out of scope, closing
+            if sub is not None:
+                await self._subscribe(sub)
 
     async def _error(self, exc: ProtocolError) -> None:
         self.errors += 1

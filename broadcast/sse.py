@@ -32,6 +32,7 @@ import msgpack
 from aiohttp import web
 
 from broadcast.fanout import EncodedTick
+from broadcast.guard import scope_request
 from broadcast.hub import Hub
 from broadcast.longpoll import _bad_request, _collect, _from_history, _request_subscription
 from broadcast.protocol import (
@@ -166,6 +167,7 @@ class SseStreams:
         except ProtocolError as exc:
             hub.m_errors.inc(code=exc.code)
             return _bad_request(exc)
+        sub = scope_request(request, sub)  # 403 outside the token's scope
         transport = request.transport
         if transport is None:
             return web.Response(status=503)
@@ -239,7 +241,7 @@ class SseStreams:
         elif op == "ping":
             ack = {"t": "pong"}
         elif sub is not None:
-            stream.sub = sub
+            stream.sub = sub = scope_request(request, sub)  # 403 outside the token's scope
             stream.needs_keyframe = True  # the next tick is a keyframe of the new subscription
             latest = hub.ring.latest
             ack = {
