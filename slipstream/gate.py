@@ -22,6 +22,7 @@ With neither auth nor limits configured, every check passes: a library user
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,13 @@ __all__ = [
 
 #: Longest WebSocket close reason (RFC 6455: 125 bytes of control payload, 2 for the code).
 MAX_CLOSE_REASON_BYTES = 123
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def close_reason(text: str) -> str:
@@ -147,6 +155,8 @@ class Gate:
                 "origin_forbidden",
                 f"origin {origin!r} is not allowed to connect to this node",
             )
+        if self.limits is not None and not self.limits.limit_loopback and _is_loopback(address):
+            return Entry("")  # not counted: see LimitsConfig.limit_loopback
         if poll and self._polls is not None and not self._polls.allow(address, now):
             assert self.limits is not None
             return Refusal(
@@ -164,7 +174,7 @@ class Gate:
 
     def leave(self, entry: Entry) -> None:
         """The connection or poll of ``entry`` ended."""
-        if self._addresses is not None:
+        if self._addresses is not None and entry.address:
             self._addresses.release(entry.address)
 
     def authenticate(

@@ -222,6 +222,10 @@ class LimitsConfig:
         max_subscriptions: Subscribe messages per connection in any minute
             (close 4030 beyond).
         allowed_origins: Browser origins allowed to connect; ``("*",)`` for any.
+        limit_loopback: Apply the per-address limits to loopback addresses too.
+            Off by default: clients on the node's own host (a local proxy such as
+            ``slipstream run --nodes``' nginx, load generators, tests) all share
+            one address, which per-address limits would count as one client.
     """
 
     max_connections_per_address: int = 64
@@ -230,6 +234,7 @@ class LimitsConfig:
     message_burst: int = 40
     max_subscriptions: int = 30
     allowed_origins: tuple[str, ...] = ("*",)
+    limit_loopback: bool = False
 
     def __post_init__(self) -> None:
         if self.max_connections_per_address < 1:
@@ -257,6 +262,7 @@ class LimitsConfig:
             message_burst=args.message_burst,
             max_subscriptions=args.max_subscriptions,
             allowed_origins=tuple(args.allowed_origin or ("*",)),
+            limit_loopback=args.limit_loopback,
         )
 
     def origin_policy(self) -> OriginPolicy:
@@ -363,6 +369,12 @@ def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env_number("MAX_SUBSCRIPTIONS", d.max_subscriptions)),
         help="subscribe messages per connection in any minute; close 4030 beyond "
         f"(default {d.max_subscriptions})",
+    )
+    parser.add_argument(
+        "--limit-loopback",
+        action="store_true",
+        help="apply the per-address limits to 127.0.0.1 and ::1 too (by default local "
+        "clients such as a proxy on this host, load generators and tests are not counted)",
     )
     parser.add_argument(
         "--allowed-origin",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -26,6 +27,7 @@ from simulator.service import SimulatorService
 from slipstream.bus import make_bus
 from slipstream.config import BusConfig, add_bus_arguments
 from slipstream.errors import ConfigError
+from slipstream.gate import Gate, add_gate_arguments
 from slipstream.metrics import Registry
 
 __all__ = ["register", "run_pipeline"]
@@ -49,6 +51,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     add_broadcast_arguments(parser)
     add_simulator_arguments(parser)
     add_downsample_arguments(parser)
+    add_gate_arguments(parser)  # --no-auth and the limits (docs/security.md)
     parser.add_argument(
         "--replay",
         metavar="FILE",
@@ -78,11 +81,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     simulator_config = SimulatorConfig.from_args(args)
     downsample_config = DownsampleConfig.from_args(args)
     broadcast_config = BroadcastConfig.from_args(args)
+    gate = Gate.from_args(args)
+    if gate.limits is not None:
+        max_bytes = gate.limits.max_message_bytes
+        broadcast_config = dataclasses.replace(broadcast_config, max_message_bytes=max_bytes)
     replay: Path | None = args.replay
     if replay is not None and not replay.is_file():
         raise ConfigError(f"--replay {replay}: no such file")
     return asyncio.run(
-        run_pipeline(bus_config, simulator_config, downsample_config, broadcast_config, replay)
+        run_pipeline(
+            bus_config, simulator_config, downsample_config, broadcast_config, replay, gate
+        )
     )
 
 
@@ -92,6 +101,7 @@ async def run_pipeline(
     downsample_config: DownsampleConfig,
     broadcast_config: BroadcastConfig,
     replay: Path | None = None,
+    gate: Gate | None = None,
 ) -> int:
     """Run every stage until SIGINT/SIGTERM; returns the exit code."""
     stop = asyncio.Event()
@@ -102,10 +112,12 @@ async def run_pipeline(
     bus = make_bus(bus_config)
     await bus.start()
     try:
-        server = BroadcastServer(broadcast_config, bus, registry)
+        server = BroadcastServer(broadcast_config, bus, registry, gate)
         await server.start()
         try:
             _print_banner(server.url, bus_config)
+            sys.stdout.write((gate or Gate()).describe() + "\n")  # and how to switch it
+            sys.stdout.flush()
             downsampler = DownsampleService(downsample_config, bus, registry)
             if replay is not None:
                 source: SimulatorService | ReplayService = ReplayService(

@@ -93,3 +93,48 @@ async def test_no_auth_switches_tokens_off(kafka_broker: TansuBroker) -> None:
         assert "auth: off (--no-auth)" in log
         _code, kinds = await _first_close(url, None)
         assert kinds == ["hello", "subscribed"]
+
+
+@contextmanager
+def run_command(secret: str | None, *args: str) -> Iterator[tuple[str, list[str]]]:
+    """Run `slipstream run --port 0`; yield its URL and the banner lines."""
+    env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_SECRET"}
+    if secret is not None:
+        env["SLIPSTREAM_SECRET"] = secret
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "run", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the process does
+            lines.append(line.rstrip("\n"))
+            if line.startswith("auth:"):
+                break
+        url = next((m.group(1) for m in map(SERVING.search, lines) if m), None)
+        if url is None or not lines[-1].startswith("auth:"):
+            pytest.fail("slipstream run printed no URL and auth line:\n" + "\n".join(lines))
+        yield url, lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+SERVING = re.compile(r"serving on (http://[\d.]+:\d+)")
+
+
+async def test_run_prints_whether_auth_is_on_and_enforces_it() -> None:
+    with run_command(SECRET) as (url, lines):
+        assert "auth: on" in lines[-1] and "--no-auth" in lines[-1]
+        code, kinds = await _first_close(url, None)
+        assert code == CLOSE_UNAUTHORIZED and kinds == []
+    with run_command(None) as (url, lines):
+        assert "auth: off" in lines[-1] and "SLIPSTREAM_SECRET" in lines[-1]
+        _code, kinds = await _first_close(url, None)
+        assert kinds[0] == "hello"

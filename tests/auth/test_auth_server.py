@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from broadcast.config import BroadcastConfig
 from broadcast.decoder import FrameItem
@@ -42,7 +43,7 @@ SECRET = "server-secret-" + "k" * 32
 WRONG = "wrong-secret-" + "w" * 32
 CARS = (1, 7, 24, 48)
 PREMIUM = [g.name for g in CATALOGUE.groups if g.premium]
-SUB = [SUBPROTOCOL]
+SUB = [Subprotocol(SUBPROTOCOL)]
 
 
 @contextlib.asynccontextmanager
@@ -122,7 +123,7 @@ async def test_a_valid_token_streams_exactly_its_scope() -> None:
 async def test_a_bad_token_closes_the_websocket_at_connect(
     make: Any, code: int, words: str
 ) -> None:
-    async with guarded() as (server, _), connect(ws_url(server, make()), subprotocols=SUB) as ws:  # type: ignore[arg-type]
+    async with guarded() as (server, _), connect(ws_url(server, make()), subprotocols=SUB) as ws:
         close_code, reason = await closed(ws)
         assert close_code == code
         assert words in (reason or "")
@@ -133,7 +134,7 @@ async def test_the_token_can_come_in_the_authorization_header() -> None:
     headers = {"Authorization": f"Bearer {token([7])}"}
     async with (
         guarded() as (server, _),
-        connect(server.ws_url, subprotocols=SUB, additional_headers=headers) as ws,  # type: ignore[list-item]
+        connect(server.ws_url, subprotocols=SUB, additional_headers=headers) as ws,
     ):
         await next_of(ws, "hello")
         await ws.send(json.dumps({"op": "subscribe"}))
@@ -155,7 +156,7 @@ async def test_an_out_of_scope_subscription_closes_with_4003(
     grant: tuple[list[int] | None, list[str] | None], subscribe: dict[str, Any], words: str
 ) -> None:
     async with guarded() as (server, _):
-        async with connect(ws_url(server, token(*grant)), subprotocols=SUB) as ws:  # type: ignore[arg-type]
+        async with connect(ws_url(server, token(*grant)), subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             await ws.send(json.dumps({"op": "subscribe", **subscribe}))
             close_code, reason = await closed(ws)
@@ -167,7 +168,7 @@ async def test_an_out_of_scope_subscription_closes_with_4003(
 async def test_a_premium_token_sees_the_premium_group() -> None:
     async with (
         guarded() as (server, _),
-        connect(ws_url(server, token(None, PREMIUM)), subprotocols=SUB) as ws,  # type: ignore[list-item]
+        connect(ws_url(server, token(None, PREMIUM)), subprotocols=SUB) as ws,
     ):
         await next_of(ws, "hello")
         await ws.send(json.dumps({"op": "subscribe", "groups": PREMIUM, "cars": [1]}))
@@ -181,7 +182,7 @@ async def test_an_expiring_token_ends_the_session_with_4004() -> None:
     async with guarded() as (server, _):
         # iat one second back: the token has between 1 and 2 s left.
         short = token([1], ttl_s=2, now=time.time() - 1)
-        async with connect(ws_url(server, short), subprotocols=SUB) as ws:  # type: ignore[arg-type]
+        async with connect(ws_url(server, short), subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             await ws.send(json.dumps({"op": "subscribe"}))
             await next_of(ws, "subscribed")
@@ -194,7 +195,7 @@ async def test_an_expiring_token_ends_the_session_with_4004() -> None:
 # -- tokens over long-poll ------------------------------------------------------------------
 
 
-async def poll(server: BroadcastServer, headers: dict[str, str] | None = None,
+async def poll(server: BroadcastServer, headers: dict[str, str] | None = None, /,
                **params: str) -> tuple[int, Any]:  # fmt: skip
     url = f"{server.url}/v1/poll"
     async with (
@@ -230,7 +231,7 @@ async def test_long_poll_refusals(params: dict[str, str], status: int, code: str
 async def test_long_poll_with_a_token_gets_its_scope() -> None:
     async with guarded() as (server, _):
         headers = {"Authorization": f"Bearer {token([7, 24], PREMIUM)}"}
-        status, body = await poll(server, headers=headers, keyframe="1")
+        status, body = await poll(server, headers, keyframe="1")
         assert status == 200
         ticks = [decode_message(m) for m in body["m"]]
         parts = [p for t in ticks if t["t"] == "tick" for p in t["p"]]
@@ -242,7 +243,7 @@ async def test_without_auth_no_token_is_needed() -> None:
     async with guarded(auth=False) as (server, _):
         status, _body = await poll(server, keyframe="1")
         assert status == 200
-        async with connect(server.ws_url, subprotocols=SUB) as ws:  # type: ignore[list-item]
+        async with connect(server.ws_url, subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             await ws.send(json.dumps({"op": "subscribe", "groups": PREMIUM}))
             assert (await next_of(ws, "subscribed"))["groups"] == PREMIUM
@@ -252,16 +253,16 @@ async def test_without_auth_no_token_is_needed() -> None:
 
 
 async def test_connections_per_address_get_429_beyond_the_limit() -> None:
-    limits = LimitsConfig(max_connections_per_address=2)
+    limits = LimitsConfig(max_connections_per_address=2, limit_loopback=True)
     async with (
         guarded(auth=False, limits=limits) as (server, _),
-        connect(server.ws_url, subprotocols=SUB) as a,  # type: ignore[list-item]
-        connect(server.ws_url, subprotocols=SUB) as b,  # type: ignore[list-item]
+        connect(server.ws_url, subprotocols=SUB) as a,
+        connect(server.ws_url, subprotocols=SUB) as b,
     ):
         await next_of(a, "hello")
         await next_of(b, "hello")
         with pytest.raises(InvalidStatus) as info:
-            async with connect(server.ws_url, subprotocols=SUB):  # type: ignore[list-item]
+            async with connect(server.ws_url, subprotocols=SUB):
                 pass
         assert info.value.response.status_code == 429
         assert b"too_many_connections" in (info.value.response.body or b"")
@@ -273,16 +274,16 @@ async def test_message_size_rate_and_subscriptions_close_with_their_codes() -> N
     limits = LimitsConfig(max_message_bytes=1024, message_rate_per_s=1, message_burst=3,
                           max_subscriptions=2)  # fmt: skip
     async with guarded(auth=False, limits=limits) as (server, _):
-        async with connect(server.ws_url, subprotocols=SUB) as ws:  # type: ignore[list-item]
+        async with connect(server.ws_url, subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             await ws.send(json.dumps({"op": "ping", "pad": "x" * 2000}))
             assert (await closed(ws))[0] == CLOSE_MESSAGE_TOO_BIG
-        async with connect(server.ws_url, subprotocols=SUB) as ws:  # type: ignore[list-item]
+        async with connect(server.ws_url, subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             for _ in range(5):
                 await ws.send('{"op": "ping"}')
             assert (await closed(ws))[0] == CLOSE_RATE_LIMITED
-        async with connect(server.ws_url, subprotocols=SUB) as ws:  # type: ignore[list-item]
+        async with connect(server.ws_url, subprotocols=SUB) as ws:
             await next_of(ws, "hello")
             for cars in ([1], [7], [24]):
                 await ws.send(json.dumps({"op": "subscribe", "cars": cars}))
@@ -291,7 +292,7 @@ async def test_message_size_rate_and_subscriptions_close_with_their_codes() -> N
 
 
 async def test_long_polls_per_second_get_429() -> None:
-    limits = LimitsConfig(message_rate_per_s=0.5, message_burst=2)
+    limits = LimitsConfig(message_rate_per_s=0.5, message_burst=2, limit_loopback=True)
     async with guarded(auth=False, limits=limits) as (server, _):
         statuses = [(await poll(server, keyframe="1"))[0] for _ in range(3)]
         assert statuses == [200, 200, 429]
@@ -301,12 +302,16 @@ async def test_a_foreign_origin_is_refused_with_403() -> None:
     limits = LimitsConfig(allowed_origins=("https://fans.example",))
     async with guarded(auth=False, limits=limits) as (server, _):
         with pytest.raises(InvalidStatus) as info:
-            async with connect(server.ws_url, subprotocols=SUB, origin="https://evil.example"):  # type: ignore[list-item,arg-type]
+            async with connect(
+                server.ws_url, subprotocols=SUB, origin=Origin("https://evil.example")
+            ):
                 pass
         assert info.value.response.status_code == 403
-        async with connect(server.ws_url, subprotocols=SUB, origin="https://fans.example") as ws:  # type: ignore[list-item,arg-type]
+        async with connect(
+            server.ws_url, subprotocols=SUB, origin=Origin("https://fans.example")
+        ) as ws:
             await next_of(ws, "hello")
-        status, body = await poll(server, headers={"Origin": "https://evil.example"})
+        status, body = await poll(server, {"Origin": "https://evil.example"})
         assert (status, body["code"]) == (403, "origin_forbidden")
 
 

@@ -133,3 +133,21 @@ def test_gate_from_flags_says_how_to_switch_auth(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("SLIPSTREAM_SECRET")
     unset = _gate([])
     assert not unset.auth_enabled and "set it to require tokens" in unset.describe()
+
+
+def test_loopback_is_not_counted_unless_asked() -> None:
+    tight = LimitsConfig(max_connections_per_address=1, message_rate_per_s=1, message_burst=1)
+    gate = Gate(limits=tight)
+    for address in ("127.0.0.1", "::1", "127.1.2.3"):
+        entries = [gate.check_request(address, None, 0.0, poll=True) for _ in range(5)]
+        assert all(isinstance(e, Entry) for e in entries)
+        for entry in entries:
+            gate.leave(entry)  # type: ignore[arg-type]
+    assert isinstance(gate.check_request("10.0.0.1", None, 0.0), Entry)
+    assert isinstance(gate.check_request("10.0.0.1", None, 0.0), Refusal)
+    strict = Gate(limits=LimitsConfig(max_connections_per_address=1, limit_loopback=True))
+    assert isinstance(strict.check_request("127.0.0.1", None, 0.0), Entry)
+    assert isinstance(strict.check_request("127.0.0.1", None, 0.0), Refusal)
+    # The origin check applies to local clients as well.
+    origins = Gate(limits=LimitsConfig(allowed_origins=("https://fans.example",)))
+    assert isinstance(origins.check_request("127.0.0.1", "https://evil.example", 0.0), Refusal)
