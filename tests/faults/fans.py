@@ -82,6 +82,8 @@ class Gap:
     first: int
     last: int
     reported: bool
+    #: code of the notice that reported it (``resume_gap``, ``conflated``), or ""
+    reason: str = ""
 
 
 class Fan:
@@ -159,7 +161,7 @@ class Fan:
             self._tick(msg)
         elif kind == "notice":
             self.notices.append(msg)
-            if msg.get("code") in ("resume_gap", "race_changed"):
+            if msg.get("code") in ("resume_gap", "race_changed", "conflated"):
                 self._pending_notice = msg
         elif kind == "subscribed":
             self.connects += 1
@@ -184,11 +186,12 @@ class Fan:
                 notice = self._pending_notice
                 reported = (
                     notice is not None
-                    and notice.get("code") == "resume_gap"
+                    and notice.get("code") in ("resume_gap", "conflated")
                     and (notice.get("from") or 0) <= self.cursor[1] + 1
                     and (notice.get("to") or 0) >= tick - 1
                 )
-                self.gaps.append(Gap(race, self.cursor[1] + 1, tick - 1, reported))
+                reason = str(notice.get("code")) if reported and notice else ""
+                self.gaps.append(Gap(race, self.cursor[1] + 1, tick - 1, reported, reason))
         elif self.cursor is not None:
             self.held.clear()
             self.first_tick = None
@@ -416,7 +419,9 @@ class FanFleet:
             "fans": len(self.fans),
             "duplicates": sum(f.duplicates for f in self.fans),
             "unreported_gaps": sum(1 for f in self.fans for g in f.gaps if not g.reported),
-            "reported_gaps": sum(1 for f in self.fans for g in f.gaps if g.reported),
+            "reported_gaps": sum(1 for f in self.fans for g in f.gaps if g.reason == "resume_gap"),
+            # a fan too slow to read (the load generator, not the node) is conflated
+            "conflated_gaps": sum(1 for f in self.fans for g in f.gaps if g.reason == "conflated"),
             "bad_bases": sum(f.bad_bases for f in self.fans),
             "mismatches": self.observations.mismatches,
             "errors": sum(len(f.errors) for f in self.fans),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from slipstream.bus import make_bus
 from slipstream.bus.base import TopicPartition
 from slipstream.catalogue import CATALOGUE
-from slipstream.config import FRAMES_TOPIC, RAW_TOPIC, BusConfig
+from slipstream.config import DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, BusConfig
 from slipstream.records import RawBatch, decode_frame, decode_raw
 from slipstream.testing.broker import TansuBroker, free_port
 from slipstream.testing.faults import CutProxy, ProxiedBroker, Service
@@ -179,3 +179,8 @@ async def raw_batches(bootstrap: str) -> tuple[list[RawBatch], int]:
             continue
         batches[key] = (value, batch)
     return [b for _, b in batches.values()], repeats
+
+
+async def dead_letters(bootstrap: str) -> int:
+    """Records on the dead-letter topic (a clean race has none)."""
+    return len(await read_topic(bootstrap, DLQ_TOPIC))

@@ -24,7 +24,14 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.records import TICK_NS
 from tests.downsample.reference import frames_reference
 from tests.faults.fans import FanFleet, digest
-from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline, raw_batches
+from tests.faults.pipeline import (
+    GROUPS,
+    dead_letters,
+    field_cars,
+    frames_truth,
+    kafka_pipeline,
+    raw_batches,
+)
 from tests.faults.scale import record, scale
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -52,6 +59,7 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             running = {svc.name: svc.running for svc in p.services}
         truth, repeats = await frames_truth(p.bootstrap)
         batches, raw_repeats = await raw_batches(p.bootstrap)
+        dlq = await dead_letters(p.bootstrap)
         errors = p.errors()
         # The only ERROR lines: aiokafka's own retries while the broker was away.
         foreign = [line for lines in errors.values() for line in lines if "aiokafka" not in line]
@@ -79,6 +87,7 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             "topic_car_frames_checked": len(reference),
             "re_emitted_frames": repeats,
             "raw_records_sent_twice": raw_repeats,
+            "dead_letters": dlq,
             "lost": len(problems) + len(topic_lost),
             "duplicated": summary["duplicates"],
             "errors_logged": {k: len(v) for k, v in errors.items()},
@@ -88,6 +97,7 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
     assert all(running.values()), running
     assert foreign == []
     assert topic_lost == [] and topic_wrong == []
+    assert dlq == 0
     assert problems == []
     assert summary["duplicates"] == 0 and summary["unreported_gaps"] == 0
     assert summary["bad_bases"] == 0 and summary["errors"] == 0

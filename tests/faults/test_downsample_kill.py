@@ -22,7 +22,14 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.records import TICK_NS
 from tests.downsample.reference import frames_reference
 from tests.faults.fans import FanFleet, digest
-from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline, raw_batches
+from tests.faults.pipeline import (
+    GROUPS,
+    dead_letters,
+    field_cars,
+    frames_truth,
+    kafka_pipeline,
+    raw_batches,
+)
 from tests.faults.scale import record, scale
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -46,6 +53,7 @@ async def test_kill_9_downsample_mid_race_fans_get_every_frame_once() -> None:
             last_tick = fleet.latest_tick()
         truth, repeats = await frames_truth(p.bootstrap)
         batches, raw_repeats = await raw_batches(p.bootstrap)
+        dlq = await dead_letters(p.bootstrap)
         errors = p.errors()
     summary = fleet.summary()
 
@@ -66,12 +74,14 @@ async def test_kill_9_downsample_mid_race_fans_get_every_frame_once() -> None:
             "topic_car_frames_checked": len(reference),
             "re_emitted_frames": repeats,
             "raw_records_sent_twice": raw_repeats,
+            "dead_letters": dlq,
             "lost": len(problems) + len(topic_lost),
             "duplicated": summary["duplicates"],
             **summary,
         },
     )
     assert topic_lost == [] and topic_wrong == []
+    assert dlq == 0
     assert len(topic) == len(reference)
     assert problems == []
     assert summary["duplicates"] == 0 and summary["unreported_gaps"] == 0

@@ -77,3 +77,17 @@ async def test_a_car_frame_missing_inside_a_tick_is_caught() -> None:
     fan.message(tick_message(5, [7, 8]))
     fan.message(tick_message(6, [7]))  # car 8's frame of tick 6 is on the topic
     assert fleet.missing(truth(range(5, 7), [7, 8])) != []
+
+
+async def test_a_conflated_gap_is_reported_apart_from_resume_gaps() -> None:
+    fleet = FanFleet([("127.0.0.1", 1)], 1, (7,), (GROUP,))
+    fan = fleet.fans[0]
+    fan.message(tick_message(5, [7]))
+    fan.message(
+        msgpack.packb({"t": "notice", "code": "conflated", "message": "", "from": 6, "to": 7})
+    )
+    fan.message(tick_message(8, [7]))
+    summary = fleet.summary()
+    assert summary["conflated_gaps"] == 1 and summary["reported_gaps"] == 0
+    assert summary["unreported_gaps"] == 0
+    assert fleet.missing(truth(range(20), [7])) == []
