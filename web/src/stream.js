@@ -335,6 +335,7 @@ export class Stream {
 
   _stopHttp() {
     clearTimeout(this.climbTimer);
+    this.climbTimer = null;
     if (this.source) this.source.close();
     this.source = null;
     this.polling?.stop();
@@ -381,7 +382,8 @@ export class Stream {
       this.failingSince = null;
       this._setStatus("connected", this.transport);
     }
-    if (this.transport !== "ws") this._scheduleClimb();
+    // Once per connection (not per poll): the probe comes wsRetryMs after connecting.
+    if (this.transport !== "ws" && !this.climbTimer) this._scheduleClimb();
   }
 
   _scheduleClimb() {
@@ -391,6 +393,7 @@ export class Stream {
 
   /** While on a lesser transport: if a WebSocket opens now, move back to it. */
   _probe() {
+    this.climbTimer = null;
     if (this.closed || this.transport === "ws") return;
     let probe;
     try {
@@ -408,7 +411,7 @@ export class Stream {
       this._connect();
     };
     probe.onclose = () => {
-      if (!this.closed && this.transport !== "ws") this._scheduleClimb();
+      if (!this.closed && this.transport !== "ws" && !this.climbTimer) this._scheduleClimb();
     };
     probe.onerror = () => {};
   }

@@ -1,0 +1,122 @@
+// The page's transport ladder (docs/protocol.md): a WebSocket that never opens steps
+// down to HTTP streaming, a stream with no hello in time steps down to long-polling,
+// and a probe WebSocket that opens brings the stream back up.  Run: cd web && npm test
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as MessagePack from "@msgpack/msgpack";
+import { Stream } from "../src/stream.js";
+
+globalThis.MessagePack = MessagePack;
+
+class FakeSocket {
+  static OPEN = 1;
+  static CONNECTING = 0;
+  static made = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = FakeSocket.CONNECTING;
+    this.sent = [];
+    this.closed = false;
+    FakeSocket.made.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close() {
+    this.closed = true;
+  }
+}
+
+class FakeEventSource {
+  static made = [];
+  constructor(url) {
+    this.url = url;
+    this.closed = false;
+    FakeEventSource.made.push(this);
+  }
+  close() {
+    this.closed = true;
+  }
+  emit(obj) {
+    this.onmessage({ data: Buffer.from(MessagePack.encode(obj)).toString("base64") });
+  }
+}
+
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function setup(options = {}) {
+  globalThis.WebSocket = FakeSocket;
+  globalThis.EventSource = FakeEventSource;
+  FakeSocket.made = [];
+  FakeEventSource.made = [];
+  const fetched = [];
+  globalThis.fetch = (url, init) => {
+    fetched.push({ url: String(url), init });
+    return new Promise(() => {}); // held, like a long-poll with nothing new
+  };
+  const states = [];
+  const stream = new Stream({
+    url: "ws://node:8000/ws?token=t", name: "f", catalogue: null, storage: null,
+    groups: ["timing"], cars: [24], connectTimeoutMs: 40, wsRetryMs: 60,
+    onState: (state, detail) => states.push([state, detail]),
+    ...options,
+  });
+  return { stream, states, fetched };
+}
+
+test("refused WebSocket -> SSE with the subscription in the query; a probe climbs back", async () => {
+  const { stream, states, fetched } = setup({ connectTimeoutMs: 1000 });
+  stream.start();
+  FakeSocket.made[0].onclose({ code: 1006, reason: "" }); // never opened: refused
+  assert.equal(stream.transport, "sse");
+  const source = FakeEventSource.made[0];
+  const url = new URL(source.url);
+  assert.equal(url.pathname, "/v1/stream");
+  assert.equal(url.protocol, "http:");
+  assert.equal(url.searchParams.get("cars"), "24");
+  assert.equal(url.searchParams.get("groups"), "timing");
+  assert.equal(url.searchParams.get("token"), "t");
+  source.emit({ t: "hello", stream: "abc", subscribe: "/v1/stream/abc/subscribe", tick: 5 });
+  assert.deepEqual(states[states.length - 1], ["connected", "sse"]);
+  // A subscription change is a POST naming the stream.
+  stream.setCars([7]);
+  assert.equal(fetched.length, 1);
+  assert.equal(new URL(fetched[0].url).pathname, "/v1/stream/abc/subscribe");
+  assert.equal(fetched[0].init.method, "POST");
+  assert.deepEqual(JSON.parse(fetched[0].init.body), { op: "subscribe", cars: [7], groups: ["timing"] });
+  // wsRetryMs later a probe WebSocket; when it opens the stream moves back to it.
+  await wait(100);
+  const probe = FakeSocket.made[1];
+  assert.ok(probe, "probed the WebSocket");
+  probe.onopen();
+  assert.ok(probe.closed && source.closed);
+  assert.equal(stream.transport, "ws");
+  assert.equal(FakeSocket.made.length, 3, "reconnected on the WebSocket");
+  stream.close();
+});
+
+test("a stream with no hello in time -> long-poll; a lost poll starts again from the WebSocket", async () => {
+  const { stream, fetched } = setup();
+  stream.start();
+  FakeSocket.made[0].onclose({ code: 1006, reason: "" });
+  assert.equal(stream.transport, "sse");
+  await wait(80); // connectTimeoutMs: a proxy holds the stream back
+  assert.ok(FakeEventSource.made[0].closed);
+  assert.equal(stream.transport, "poll");
+  assert.equal(fetched.length, 1);
+  const poll = new URL(fetched[0].url);
+  assert.equal(poll.pathname, "/v1/poll");
+  assert.equal(poll.searchParams.get("cars"), "24");
+  stream.close();
+  assert.ok(fetched[0].init.signal.aborted, "closing aborts the held poll");
+});
+
+test("without EventSource (or fallback: false) a refused WebSocket just reconnects", () => {
+  const { stream, states } = setup({ fallback: false });
+  stream.start();
+  FakeSocket.made[0].onclose({ code: 1006, reason: "" });
+  assert.equal(stream.transport, "ws");
+  assert.equal(states[states.length - 1][0], "reconnecting");
+  stream.close();
+});
