@@ -128,7 +128,7 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         "--transports",
         default="ws,poll",
         metavar="T,T",
-        help="sweep: transports to step up (default ws,poll)",
+        help="sweep: transports to step up: ws, sse, poll (default ws,poll)",
     )
     p.add_argument(
         "--max-p99-ms",
@@ -227,8 +227,8 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         from slipstream.bench.sweep import run_sweep
 
         transports = tuple(t.strip() for t in args.transports.split(",") if t.strip())
-        if not transports or any(t not in ("ws", "poll") for t in transports):
-            raise ConfigError("--transports takes ws, poll or both, comma-separated")
+        if not transports or any(t not in ("ws", "sse", "poll") for t in transports):
+            raise ConfigError("--transports takes ws, sse and/or poll, comma-separated")
         duration = args.duration if "--duration" in sys.argv else 10.0
         capacity = Capacity(args.max_p99_ms, args.min_delivered)
         summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)

@@ -7,8 +7,8 @@ from typing import Any
 
 __all__ = ["make_plots"]
 
-_COLOURS = {"ws": "#1f77b4", "poll": "#d62728"}
-_NAMES = {"ws": "WebSocket", "poll": "long-poll"}
+_COLOURS = {"ws": "#1f77b4", "sse": "#2ca02c", "poll": "#d62728"}
+_NAMES = {"ws": "WebSocket", "sse": "HTTP streaming (SSE)", "poll": "long-poll"}
 
 
 def _series(steps: list[dict[str, Any]], transport: str) -> list[dict[str, Any]]:
@@ -30,7 +30,7 @@ def make_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     steps = summary["steps"]
-    transports = [t for t in ("ws", "poll") if _series(steps, t)]
+    transports = [t for t in ("ws", "sse", "poll") if _series(steps, t)]
     paths: list[Path] = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
