@@ -156,6 +156,7 @@ class Client:
         self._ws: ClientConnection | None = None
         self._mode = transport if transport in ("poll", "sse") else "ws"
         self._stream_id: str | None = None
+        self._sse_response: aiohttp.ClientResponse | None = None
         self._poll_keyframe = False
         self._closed = False
         self._acked = asyncio.Event()
@@ -178,6 +179,8 @@ class Client:
         self._closed = True
         if self._ws is not None:
             await self._ws.close()
+        if self._sse_response is not None:
+            self._sse_response.close()
 
     async def subscribe(
         self,
@@ -401,6 +404,7 @@ class Client:
                 if resp.status != 200 or resp.content_type != "text/event-stream":
                     raise _StreamRefused(f"HTTP {resp.status} {resp.content_type}")
                 retry_at = started + self.ws_retry_s if self.transport == "auto" else None
+                self._sse_response = resp
                 try:
                     async for item in self._sse_items(
                         resp, loop.time() + self.open_timeout_s, retry_at
@@ -413,6 +417,7 @@ class Client:
                     raise
                 finally:
                     self._stream_id = None
+                    self._sse_response = None
 
     async def _sse_items(
         self, resp: aiohttp.ClientResponse, hello_deadline: float, retry_at: float | None

@@ -268,6 +268,16 @@ async def test_explicit_sse_transport_gets_every_frame() -> None:
         assert any(isinstance(i, FrameItem) for i in fan.items)
 
 
+async def test_closing_an_sse_client_ends_it_at_once() -> None:
+    async with node(MemoryBus()) as (server, _feeder):
+        fan = Collector(make_client(server.url, transport="sse"))
+        await fan.wait(is_state("connected", "sse"))
+        await fan.client.close()  # nothing is flowing: the next heartbeat is 20 s away
+        async with asyncio.timeout(5):
+            await fan.task
+        assert fan.task.exception() is None
+
+
 async def _paused_reader(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
