@@ -88,15 +88,23 @@ class LoadGenerator:
         loop = asyncio.get_running_loop()
         local = (self.local_host, 0) if self.local_host else None
         for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+            proto: Subscriber | None = None
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
                     _, proto = await loop.create_connection(
                         factory, self.host, self.port, local_addr=local
                     )
-                    self.subscribers.append(proto)
                     await proto.ready
+                self.subscribers.append(proto)
                 return
             except (OSError, TimeoutError, BenchError) as exc:
+                if proto is not None:
+                    # A timed-out attempt must not subscribe later beside its retry.
+                    proto.closing = True
+                    if proto.transport is not None:
+                        proto.transport.abort()
+                    if not proto.ready.done():
+                        proto.ready.cancel()
                 if attempt == _CONNECT_ATTEMPTS:
                     self.failed += 1
                     self.tally.error(f"connect failed {attempt} times: {exc!r}")

@@ -179,3 +179,33 @@ async def test_generator_process_over_the_pipe(server: TickServer) -> None:
             proc.kill()
             proc.join(5)
         parent.close()
+
+
+async def test_a_timed_out_attempt_is_aborted_before_the_retry() -> None:
+    """A server that accepts but never answers the upgrade: every attempt is closed."""
+    opened: list[asyncio.StreamReader] = []
+    ended = asyncio.Queue[bool]()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened.append(reader)
+        try:
+            while await reader.read(4096):
+                pass  # read the upgrade request, answer nothing
+        except ConnectionError:
+            pass
+        ended.put_nowait(True)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gen = LoadGenerator(
+        "ws", "127.0.0.1", port, FakeAdapter(), Subscription(), connect_timeout_s=0.3
+    )
+    await gen.open(1)
+    assert gen.failed == 1 and gen.connected == 0 and gen.subscribers == []
+    async with asyncio.timeout(5):
+        for _ in range(3):
+            await ended.get()  # each of the 3 attempts was closed by the client
+    assert len(opened) == 3
+    server.close()
+    await server.wait_closed()
