@@ -62,6 +62,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         default=env("EVENTS_TOPIC", EVENTS_TOPIC),
         help=f"topic of the race events (default {EVENTS_TOPIC})",
     )
+    node.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=int(env("WORKERS", "1") or 1),
+        help="run N node processes sharing the port (SO_REUSEPORT), one per core "
+        "(env SLIPSTREAM_WORKERS; default 1; docs/deploy.md)",
+    )
     node.set_defaults(func=_cmd_broadcast)
 
     sub = commands.add_parser(
@@ -121,6 +129,13 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
     if gate.limits is not None:
         config = dataclasses.replace(config, max_message_bytes=gate.limits.max_message_bytes)
     sys.stderr.write(gate.describe() + "\n")
+    if args.workers != 1:
+        from broadcast.workers import run_workers
+
+        return run_workers(
+            bus_config, config, args.workers, gate=gate,
+            log_level=args.log_level, log_format=args.log_format,
+        )  # fmt: skip
     return asyncio.run(_serve(make_bus(bus_config), config, gate))
 
 

@@ -55,6 +55,8 @@ class BroadcastConfig:
             None leaves the kernel's autotuning alone.
         frames_topic: Topic of the 2 Hz frames.
         events_topic: Topic of the race events.
+        reuse_port: Listen with SO_REUSEPORT, sharing the port with other
+            workers (set by ``slipstream broadcast --workers N``).
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +77,7 @@ class BroadcastConfig:
     socket_send_buffer_bytes: int | None = 256 * 1024
     frames_topic: str = FRAMES_TOPIC
     events_topic: str = EVENTS_TOPIC
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:

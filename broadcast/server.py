@@ -29,7 +29,7 @@ from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
 from broadcast.session import Session
 from broadcast.sse import add_sse_routes
 from broadcast.ticks import TickAssembler
-from slipstream.bus import Bus, Consumer, Record, partition_for
+from slipstream.bus import Bus, Consumer, Record, TopicPartition, partition_for
 from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
@@ -47,6 +47,9 @@ __all__ = ["BroadcastServer"]
 
 logger = logging.getLogger(__name__)
 _ws_logger = logging.getLogger("broadcast.websocket")
+
+#: Longest a starting node reads the bus before it accepts fans anyway.
+CATCH_UP_TIMEOUT_S = 60.0
 
 
 class BroadcastServer:
@@ -77,6 +80,8 @@ class BroadcastServer:
         self._runner: web.AppRunner | None = None
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._catch_up_to: dict[TopicPartition, int] = {}
+        self._caught_up = asyncio.Event()
         self._port = config.port
         self.server_id = config.server_id or f"node-{uuid.uuid4().hex[:8]}"
         r = self.registry
@@ -113,7 +118,11 @@ class BroadcastServer:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port and start reading the bus.
+        """Read what the bus already holds, then bind the port and serve fans.
+
+        A node that starts mid-race fills its replay ring and tick index from
+        the bus before it accepts a fan (up to ``CATCH_UP_TIMEOUT_S``), so a
+        fan resuming here gets what a node that ran all along would give it.
 
         Raises:
             ConfigError: The address cannot be bound (e.g. the port is in use).
@@ -152,19 +161,10 @@ class BroadcastServer:
                 # asyncio's default of 100 drops SYNs when thousands of fans reconnect at
                 # once; they then wait for TCP's retransmit backoff (1, 3, 7... s).
                 backlog=4096,
+                reuse_port=cfg.reuse_port or None,
             )
 
         server = Server(create_server, self._handle_connection, _ws_logger)
-        try:
-            server.server = await create_server()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise ConfigError(
-                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
-                "is another node running there? pick another --port"
-            ) from None
-        self._server = server
-        self._port = server.server.sockets[0].getsockname()[1]
         await self.bus.ensure_topic(cfg.frames_topic, DEFAULT_PARTITIONS)
         await self.bus.ensure_topic(cfg.events_topic, 1)
         partitions = await self.bus.partitions(cfg.frames_topic)
@@ -177,7 +177,28 @@ class BroadcastServer:
         self._consumer = await self.bus.consumer(
             [cfg.frames_topic, cfg.events_topic], group_id=None, auto_offset_reset="earliest"
         )
+        self._catch_up_to = await self._consumer.end_offsets(self._consumer.assignment())
         self._task = asyncio.create_task(self._consume(), name="broadcast-consume")
+        waiter = asyncio.ensure_future(self._caught_up.wait())
+        await asyncio.wait([waiter, self._task], timeout=CATCH_UP_TIMEOUT_S,
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        waiter.cancel()
+        if self._task.done():
+            failed, self._task = self._task, None
+            await self.stop()
+            failed.result()  # the reader failed: raise why
+        if not self._caught_up.is_set():
+            logger.warning("still reading the bus after %g s; accepting fans", CATCH_UP_TIMEOUT_S)
+        try:
+            server.server = await create_server()
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError(
+                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                "is another node running there? pick another --port"
+            ) from None
+        self._server = server
+        self._port = server.server.sockets[0].getsockname()[1]
         logger.info("broadcast node %s listening on %s", self.server_id, self.url)
 
     async def stop(self) -> None:
@@ -287,6 +308,15 @@ class BroadcastServer:
                     index.add_tick(data)
                 self.race_info.observe(ticks)
                 self.hub.publish(ticks, assembler.known_cars)
+            if not self._caught_up.is_set():
+                await self._check_caught_up(consumer)
+
+    async def _check_caught_up(self, consumer: Consumer) -> None:
+        """Note when every partition is read up to where it ended at start."""
+        for tp, end in self._catch_up_to.items():
+            if await consumer.position(tp) < end:
+                return
+        self._caught_up.set()
 
 
 def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Subprotocol | None:

@@ -197,6 +197,13 @@ class Session:
             pending = None
             if self.race is not None and latest is not None and latest.race == self.race:
                 pending = self.hub.ring.after(self.race, self.last_tick)
+                if pending is None and self.hub.history_reaches(self.race, self.last_tick):
+                    # Live ticks pushed the ring past us during a replay from the bus:
+                    # the bus still has the ticks in between, so re-read those too.
+                    before = self.last_tick
+                    await self._send_history(sub)
+                    if self.last_tick > before:
+                        continue
                 if pending is None:
                     # The ring moved past us during the replay: keyframe next tick.
                     self.needs_keyframe = True
