@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -102,9 +103,11 @@ class LocalCluster:
         """Where fans connect (nginx)."""
         return f"http://{self.host}:{self.port}"
 
-    def _spawn(self, name: str, args: Sequence[str]) -> None:
+    def _spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         command = [sys.executable, "-m", "slipstream", *args]
-        self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        self.processes[name] = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+        )
         log.info("started %s (pid %d)", name, self.processes[name].pid)
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -121,6 +124,10 @@ class LocalCluster:
                 f"broadcast-{i + 1}",
                 ["broadcast", *kafka, "--host", self.host, "--port", str(port),
                  "--server-id", f"node-{i + 1}", *self.node_args],
+                # Every fan reaches the nodes from nginx's address: the per-address
+                # cap belongs on the proxy (docs/deploy.md), unless the user set one.
+                {"SLIPSTREAM_MAX_CONNECTIONS_PER_ADDRESS":
+                 os.environ.get("SLIPSTREAM_MAX_CONNECTIONS_PER_ADDRESS", "1000000")},
             )  # fmt: skip
         for i in range(self.downsamplers):
             self._spawn(f"downsample-{i + 1}", ["downsample", *kafka, *self.downsample_args])
