@@ -70,6 +70,9 @@ async def test_page_streams_over_sse_when_the_upgrade_is_refused(
         )
         ticks = await page.evaluate("window.__slipstream.field.ticks")
         assert no_gap(ticks), "no gap or duplicate on SSE"
+        conn = page.locator("#conn")
+        assert await conn.get_attribute("data-transport") == "sse"
+        assert await conn.get_attribute("title") == "connected via HTTP streaming (SSE)"
         await page.close()
         drop_refused_websockets(pages)
 
@@ -86,5 +89,6 @@ async def test_page_long_polls_behind_a_buffering_proxy(
         await wait_ticks_after(page, tick)
         ticks = await page.evaluate("window.__slipstream.field.ticks")
         assert no_gap(ticks), "no gap or duplicate on long-poll"
+        assert await page.locator("#conn").get_attribute("data-transport") == "poll"
         await page.close()
         drop_refused_websockets(pages)

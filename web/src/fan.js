@@ -134,6 +134,8 @@ function renderFavourites() {
 
 // -- connection state ------------------------------------------------------------
 
+const TRANSPORT_NAMES = { ws: "WebSocket", sse: "HTTP streaming (SSE)", poll: "long-polling" };
+
 function renderConnection(status, why) {
   if (status === "suspended" && why) $("conn").title = why;
   const states = [field.status, detail.status];
@@ -143,6 +145,8 @@ function renderConnection(status, why) {
   else if (states.some((s) => s === "connecting" || s === "idle")) state = "connecting";
   const conn = $("conn");
   conn.dataset.state = state;
+  conn.dataset.transport = field.transport; // ws, sse or poll (docs/protocol.md)
+  if (state === "connected") conn.title = `connected via ${TRANSPORT_NAMES[field.transport]}`;
   $("conn-text").textContent = state;
   $("conn-retry").hidden = state !== "suspended";
 }
