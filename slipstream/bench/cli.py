@@ -145,9 +145,18 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         help="sweep: a step fails below this share of updates delivered (default 0.99)",
     )
     p.add_argument(
+        "--min-realtime",
+        type=float,
+        default=0.95,
+        metavar="RATIO",
+        help="sweep: a step fails below this share of N x 2 Hz updates per second, i.e. when "
+        "the node cannot keep up with the 2 Hz ticks (default 0.95)",
+    )
+    p.add_argument(
         "--replot",
         action="store_true",
-        help="rebuild the plots and REPORT.md in --out from its fanout-sweep.json, run nothing",
+        help="judge the steps in --out's fanout-sweep.json again (with the pass-mark flags) and "
+        "rebuild its plots and REPORT.md; runs nothing",
     )
     p.add_argument(
         "--out",
@@ -190,15 +199,18 @@ def _print(result: dict[str, Any]) -> None:
         sys.stdout.write(f"error seen: {error}\n")
 
 
-def _replot(out: Path) -> int:
+def _replot(out: Path, capacity: Capacity) -> int:
     from slipstream.bench.plots import make_plots
     from slipstream.bench.report import write_report
+    from slipstream.bench.sweep import evaluate
 
     source = out / "fanout-sweep.json"
     try:
         summary = json.loads(source.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {source} ({exc}); run --sweep first") from None
+    evaluate(summary, capacity)
+    source.write_text(json.dumps(summary, indent=2) + "\n")
     write_report(summary, make_plots(summary, out), out / "REPORT.md")
     _progress(f"rebuilt the plots and {out / 'REPORT.md'} from {source}")
     return 0
@@ -221,8 +233,9 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    capacity = Capacity(args.max_p99_ms, args.min_delivered, args.min_realtime)
     if args.replot:
-        return _replot(args.out)
+        return _replot(args.out, capacity)
     if args.sweep:
         from slipstream.bench.sweep import run_sweep
 
@@ -230,7 +243,6 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         if not transports or any(t not in ("ws", "sse", "poll") for t in transports):
             raise ConfigError("--transports takes ws, sse and/or poll, comma-separated")
         duration = args.duration if "--duration" in sys.argv else 10.0
-        capacity = Capacity(args.max_p99_ms, args.min_delivered)
         summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)
         from slipstream.bench.report import headline
 

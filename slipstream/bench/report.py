@@ -281,7 +281,10 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "event loop woke up for each tick's feed (a busy loop delays everything, "
         "including the emission timestamps). The node's replay ring is filled (240 "
         "ticks) before the baseline RSS is read. A step passes with p99 <= "
-        f"{rule['max_p99_ms']:g} ms and delivery >= {100 * rule['min_delivered_ratio']:g} %; "
+        f"{rule['max_p99_ms']:g} ms, delivery >= {100 * rule['min_delivered_ratio']:g} % and "
+        f"updates/s >= {100 * rule.get('min_realtime_ratio', 0):g} % of N x 2 Hz (the node "
+        "keeps up with real time; latency from emission alone would hide a node that emits "
+        "late); "
         "the sweep stops a transport at its first failing step.",
         "",
         "## Headline",
@@ -331,6 +334,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         out += [
             f"## Where the time goes: {transport} at N={prof['subscribers']} (cProfile)",
             "",
+            *([prof["note"], ""] if prof.get("note") else []),
             f"Busy {prof['busy_s']} s and idle (waiting in epoll) {prof['idle_s']} s over "
             f"{prof['run'].get('window_s', '?')} s. Own time of the busy part by category "
             "(cProfile slows Python code down, so read the shares, not absolute figures):",

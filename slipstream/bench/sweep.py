@@ -26,7 +26,7 @@ from slipstream.bench.fanout import (
     prepare_race,
     run_fanout,
 )
-from slipstream.bench.stats import Capacity, meets
+from slipstream.bench.stats import Capacity, meets, realtime_ratio
 
 __all__ = ["profile_summary", "run_sweep"]
 
@@ -185,8 +185,7 @@ def run_sweep(
             }  # fmt: skip
     summary = {
         "command": " ".join(["slipstream", *sys.argv[1:]]),
-        "capacity_rule": {"max_p99_ms": capacity.max_p99_ms,
-                          "min_delivered_ratio": capacity.min_delivered_ratio},
+        "capacity_rule": {},
         "duration_s": duration_s,
         "steps_codec": base.codec or base.node_codec or default_codec(),
         "steps": steps_runs,
@@ -194,6 +193,7 @@ def run_sweep(
         "codecs": codec_runs,
         "profiles": profiles,
     }  # fmt: skip
+    evaluate(summary, capacity)
     _write(out_dir / "fanout-sweep.json", summary)
     plots = make_plots(summary, out_dir)
     write_report(summary, plots, out_dir / "REPORT.md")
@@ -213,4 +213,45 @@ def _reason(result: dict[str, Any], capacity: Capacity) -> str:
             f"delivered {100 * result['delivered_ratio']:.2f} % "
             f"< {100 * capacity.min_delivered_ratio:g} %"
         )
+    ratio = realtime_ratio(result)
+    if ratio < capacity.min_realtime_ratio:
+        reasons.append(
+            f"kept {100 * ratio:.0f} % of real time (updates/s vs N x 2 Hz) "
+            f"< {100 * capacity.min_realtime_ratio:g} %"
+        )
     return "; ".join(reasons)
+
+
+def evaluate(summary: dict[str, Any], capacity: Capacity) -> None:
+    """(Re)judge every step against ``capacity``: ``passed`` flags and capacities, in place.
+
+    A transport's capacity is its last passing step before the first failing one.
+    """
+    summary["capacity_rule"] = {
+        "max_p99_ms": capacity.max_p99_ms,
+        "min_delivered_ratio": capacity.min_delivered_ratio,
+        "min_realtime_ratio": capacity.min_realtime_ratio,
+    }
+    for run in summary["codecs"]:
+        run["passed"] = meets(run, capacity)
+    capacities: dict[str, dict[str, Any]] = {}
+    for transport in dict.fromkeys(r["transport"] for r in summary["steps"]):
+        runs = sorted(
+            (r for r in summary["steps"] if r["transport"] == transport),
+            key=lambda r: int(r["subscribers"]),
+        )
+        best: dict[str, Any] | None = None
+        failed: dict[str, Any] | None = None
+        for run in runs:
+            run["passed"] = meets(run, capacity)
+            if failed is None:
+                if run["passed"]:
+                    best = run
+                else:
+                    failed = run
+        capacities[transport] = {
+            "capacity": best["subscribers"] if best else 0,
+            "first_failure": failed["subscribers"] if failed else None,
+            "failure_reason": _reason(failed, capacity) if failed else None,
+        }
+    summary["capacities"] = capacities

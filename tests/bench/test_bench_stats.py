@@ -72,12 +72,22 @@ def test_summarise_checks_arguments() -> None:
 
 
 @pytest.mark.parametrize(
-    ("p99", "ratio", "passes"),
-    [(999.0, 0.99, True), (1001.0, 1.0, False), (10.0, 0.98, False), (None, 0.0, False)],
+    ("p99", "ratio", "rate", "passes"),
+    [
+        (999.0, 0.99, 200.0, True),
+        (1001.0, 1.0, 200.0, False),
+        (10.0, 0.98, 200.0, False),
+        (None, 0.0, 200.0, False),
+        (10.0, 1.0, 189.0, False),  # 100 subscribers at 2 Hz: 200/s; 189/s is behind
+    ],
 )
-def test_pass_mark(p99: float | None, ratio: float, passes: bool) -> None:
-    result = {"latency_ms": {"p99": p99}, "delivered_ratio": ratio}
-    assert meets(result, Capacity(1000.0, 0.99)) is passes
+def test_pass_mark(p99: float | None, ratio: float, rate: float, passes: bool) -> None:
+    result = {
+        "latency_ms": {"p99": p99}, "delivered_ratio": ratio, "updates_per_s": rate,
+        "subscribers": 100,
+    }  # fmt: skip
+    assert meets(result, Capacity(1000.0, 0.99, 0.95)) is passes
+    assert not meets({"error": "timed out"}, Capacity())
 
 
 def test_proc_sample_reads_this_process() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from slipstream.bench import BenchError, sweep
 from slipstream.bench.fanout import FanoutConfig
-from slipstream.bench.stats import Capacity
+from slipstream.bench.stats import Capacity, meets
 
 SIZES = {"full": 1400.0, "sparse": 400.0, "vcdiff": 900.0}
 
@@ -97,3 +97,18 @@ def test_a_run_that_fails_to_finish_counts_as_a_failed_step(
         "transport": "poll", "subscribers": 6000, "codec": "sparse",
         "error": "timed out while connecting", "passed": False,
     }  # fmt: skip
+
+
+def test_evaluate_judges_again_with_real_time_kept() -> None:
+    steps = [
+        _model(FanoutConfig(transport="ws", subscribers=n), Path("x"), None) for n in (100, 1000)
+    ]
+    steps[1]["updates_per_s"] = 1500.0  # 75 % of 1,000 x 2 Hz: the node fell behind
+    summary: dict[str, Any] = {"steps": steps, "codecs": []}
+    sweep.evaluate(summary, Capacity(1000.0, 0.99, 0.95))
+    assert summary["capacities"]["ws"] == {
+        "capacity": 100, "first_failure": 1000,
+        "failure_reason": "kept 75 % of real time (updates/s vs N x 2 Hz) < 95 %",
+    }  # fmt: skip
+    assert [meets(r, Capacity()) for r in steps] == [True, False]
+    assert summary["capacity_rule"]["min_realtime_ratio"] == 0.95
