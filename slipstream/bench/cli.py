@@ -211,6 +211,11 @@ def _replot(out: Path, capacity: Capacity) -> int:
         raise ConfigError(f"cannot read {source} ({exc}); run --sweep first") from None
     evaluate(summary, capacity)
     source.write_text(json.dumps(summary, indent=2) + "\n")
+    # The per-run files carry the same verdicts as the summary.
+    for run in summary["steps"]:
+        step_file = out / f"fanout-{run['transport']}-{run['subscribers']}.json"
+        if step_file.exists():
+            step_file.write_text(json.dumps(run, indent=2) + "\n")
     write_report(summary, make_plots(summary, out), out / "REPORT.md")
     _progress(f"rebuilt the plots and {out / 'REPORT.md'} from {source}")
     return 0

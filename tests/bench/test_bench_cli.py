@@ -66,7 +66,10 @@ def test_replot_rebuilds_the_report_from_the_sweep_json(
     assert main(["bench", "fanout", "--replot", "--out", str(tmp_path)]) == 2
     assert "run --sweep first" in capsys.readouterr().err
     (tmp_path / "fanout-sweep.json").write_text(json.dumps(_summary()))
+    (tmp_path / "fanout-poll-5000.json").write_text("{}")
     assert main(["bench", "fanout", "--replot", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "| poll | 1000 | 5000 | p99 3000.0 ms > 1000 ms |" in report
     assert (tmp_path / "fanout-cpu.png").stat().st_size > 10_000
+    step = json.loads((tmp_path / "fanout-poll-5000.json").read_text())
+    assert step["subscribers"] == 5000 and step["passed"] is False
