@@ -215,7 +215,11 @@ class Client:
                     self._stream_id, self._subscription(resume=False), timeout_s
                 )
             except (OSError, aiohttp.ClientConnectionError):
-                self._poll_keyframe = True  # the stream dropped: the next one carries it
+                # The stream ended, or this node does not hold it (a load balancer sent the
+                # POST elsewhere): reconnect; the new stream's query carries the change.
+                self._poll_keyframe = True
+                if self._sse_response is not None:
+                    self._sse_response.close()
         else:
             self._poll_keyframe = True
 

@@ -268,6 +268,25 @@ async def test_explicit_sse_transport_gets_every_frame() -> None:
         assert any(isinstance(i, FrameItem) for i in fan.items)
 
 
+async def test_a_subscribe_post_the_node_does_not_know_reconnects_the_stream() -> None:
+    async with node(MemoryBus()) as (server, feeder):
+        await feeder.start_race()
+        await feed(feeder, range(0, 2))
+        fan = Collector(make_client(server.url, transport="sse", cars=[1]))
+        try:
+            await fan.wait_tick(1, 1)
+            # As if a load balancer sent the POST to another node: it answers 404.
+            fan.client._stream_id = "elsewhere"
+            await fan.client.subscribe(cars=[24])
+            await feed(feeder, range(2, 4))
+            await fan.wait_tick(3, 24)
+        finally:
+            await fan.close()
+        cars = {(i.tick, i.car) for i in fan.items if isinstance(i, FrameItem)}
+        assert (3, 24) in cars and (3, 1) not in cars
+        assert sum(map(is_state("connected", "sse"), fan.items)) == 2  # a new stream
+
+
 async def test_closing_an_sse_client_ends_it_at_once() -> None:
     async with node(MemoryBus()) as (server, _feeder):
         fan = Collector(make_client(server.url, transport="sse"))
