@@ -373,7 +373,16 @@ export class Stream {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(obj),
-    }).catch(() => {}); // a dropped stream reconnects with the subscription in its query
+    })
+      .then((response) => {
+        // Not on this node (a load balancer sent the POST elsewhere) or ended: reconnect;
+        // the new stream's query carries the subscription.
+        if (response.status === 404 && this.hello?.stream === stream && this.source) {
+          this._stopHttp();
+          this._lost("the stream is not on the node that got its subscribe");
+        }
+      })
+      .catch(() => {}); // a dropped stream reconnects with the subscription in its query
   }
 
   _connected() {

@@ -120,3 +120,20 @@ test("without EventSource (or fallback: false) a refused WebSocket just reconnec
   assert.equal(states[states.length - 1][0], "reconnecting");
   stream.close();
 });
+
+test("a subscribe POST answered 404 reconnects the stream with the new cars", async () => {
+  const { stream, states } = setup({ connectTimeoutMs: 1000 });
+  globalThis.fetch = async () => ({ status: 404 });
+  stream.start();
+  FakeSocket.made[0].onclose({ code: 1006, reason: "" });
+  FakeEventSource.made[0].emit({ t: "hello", stream: "abc", tick: 5 });
+  stream.setCars([7]);
+  await wait(10);
+  assert.ok(FakeEventSource.made[0].closed);
+  assert.equal(states[states.length - 1][0], "reconnecting");
+  await wait(400); // backoff, then the ladder again: WebSocket first
+  FakeSocket.made[FakeSocket.made.length - 1].onclose({ code: 1006, reason: "" });
+  const again = new URL(FakeEventSource.made[FakeEventSource.made.length - 1].url);
+  assert.equal(again.searchParams.get("cars"), "7");
+  stream.close();
+});
