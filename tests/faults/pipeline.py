@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from ingest.dlq import decode_dead_letter
 from slipstream.bus import make_bus
 from slipstream.bus.base import TopicPartition
 from slipstream.catalogue import CATALOGUE
@@ -181,6 +182,11 @@ async def raw_batches(bootstrap: str) -> tuple[list[RawBatch], int]:
     return [b for _, b in batches.values()], repeats
 
 
-async def dead_letters(bootstrap: str) -> int:
-    """Records on the dead-letter topic (a clean race has none)."""
-    return len(await read_topic(bootstrap, DLQ_TOPIC))
+async def dead_letters(bootstrap: str) -> dict[str, int]:
+    """Records on the dead-letter topic, by reason (a clean race has only ``duplicate``
+    ones: a raw record a producer sent again after losing its ack)."""
+    reasons: dict[str, int] = {}
+    for value in await read_topic(bootstrap, DLQ_TOPIC):
+        reason = decode_dead_letter(value).reason
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
