@@ -26,7 +26,7 @@ async def wait_rows(page: Any, count: int = 40) -> None:
 async def test_leaderboard_order_gaps_and_map_change(live: Live, pages: Pages) -> None:
     page = await pages.open(live.url + "/")
     await wait_rows(page)
-    await page.wait_for_function("Object.keys(window.__slipstream.markers).length === 40")
+    await page.wait_for_function("Object.keys(window.__slipstream?.markers ?? {}).length === 40")
     rows = await page.evaluate(ROWS_JS)
     markers = await page.evaluate("window.__slipstream.markers")
     assert len(rows) == 40 and len({car for car, _ in rows}) == 40
@@ -112,7 +112,7 @@ def detail_session(rows: list[dict[str, Any]]) -> dict[str, Any]:
 async def test_favourites_change_the_subscription_on_the_server(live: Live, pages: Pages) -> None:
     page = await pages.open(live.url + "/")
     await wait_rows(page)
-    await page.wait_for_function("window.__slipstream.detail.cars.length === 1")
+    await page.wait_for_function("window.__slipstream?.detail.cars.length === 1")
     await live.wait_tick(live.latest_tick() + 9)
     before = detail_session(await sessions(live))
     assert before["cars"] == await page.evaluate("window.__slipstream.detail.cars")
@@ -126,7 +126,7 @@ async def test_favourites_change_the_subscription_on_the_server(live: Live, page
         await stars.nth(i).click()
     want = sorted(set(before["cars"]) | set(chosen))
     await page.wait_for_function(
-        "want => { const s = window.__slipstream.detail; "
+        "want => { const s = window.__slipstream?.detail; "
         "return JSON.stringify(s.subscribed?.cars) === JSON.stringify(want) && "
         "s.lastCars.length === want.length; }",
         arg=want,
@@ -155,7 +155,7 @@ async def test_cut_connection_reconnects_and_resumes_without_a_gap(
     async with CutProxy(live.server.port) as proxy:
         page = await pages.open(proxy.url + "/")
         await wait_rows(page)
-        await page.wait_for_function("window.__slipstream.ticks.length >= 5")
+        await page.wait_for_function("window.__slipstream?.ticks.length >= 5")
         proxy.cut()
         await page.wait_for_function(
             "document.getElementById('conn-text').textContent === 'reconnecting'"
@@ -209,10 +209,10 @@ async def test_suspended_then_retry(live: Live, pages: Pages) -> None:
 async def test_reload_resumes_from_the_last_tick(live: Live, pages: Pages) -> None:
     page = await pages.open(live.url + "/")
     await wait_rows(page)
-    await page.wait_for_function("window.__slipstream.ticks.length >= 5")
+    await page.wait_for_function("window.__slipstream?.ticks.length >= 5")
     await page.reload()
     await wait_rows(page)
-    await page.wait_for_function("window.__slipstream.field.resumes[0]?.first != null")
+    await page.wait_for_function("window.__slipstream?.field.resumes[0]?.first != null")
     resume = await page.evaluate("window.__slipstream.field.resumes[0]")
     assert resume["cursor"] is not None and resume["keyframe"] is True
     assert resume["first"] == resume["cursor"]["tick"] + 1
@@ -233,8 +233,8 @@ async def test_phone_sized_screen(live: Live, pages: Pages) -> None:
 async def test_every_codec_in_the_browser(live: Live, pages: Pages, codec: str) -> None:
     page = await pages.open(live.url + f"/?codec={codec}")
     await wait_rows(page)
-    await page.wait_for_function("window.__slipstream.field.ticks.length >= 4")
-    await page.wait_for_function("window.__slipstream.detail.ticks.length >= 4")
+    await page.wait_for_function("window.__slipstream?.field.ticks.length >= 4")
+    await page.wait_for_function("window.__slipstream?.detail.ticks.length >= 4")
     assert await page.evaluate("window.__slipstream.field.subscribed.codec") == codec
     assert await page.evaluate("window.__slipstream.detail.state.needsKeyframe") is False
     await page.wait_for_function(

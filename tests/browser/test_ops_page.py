@@ -17,7 +17,7 @@ COUNTER_JS = """name => document.querySelector(
 async def test_ops_figures_change_while_a_race_runs(live: Live, pages: Pages) -> None:
     fan = await pages.open(live.url + "/")  # a fan, so there is something to deliver
     page = await pages.open(live.url + "/ops?interval_ms=500")
-    await page.wait_for_function("window.__ops.state.polls >= 3")
+    await page.wait_for_function("window.__ops?.state.polls >= 3")
     first = await page.evaluate(FIGURES_JS)
     frames = await page.evaluate(COUNTER_JS, "slipstream_broadcast_frames_total")
     assert frames is not None
@@ -48,7 +48,7 @@ async def test_ops_figures_change_while_a_race_runs(live: Live, pages: Pages) ->
     subscribers = await page.locator("#card-subscribers .rows").inner_text()
     assert "ws" in subscribers and "poll" in subscribers
     # This page measures delivery latency on its own subscription.
-    await page.wait_for_function("window.__ops.probe.latencyMs.length >= 5")
+    await page.wait_for_function("window.__ops?.probe.latencyMs.length >= 5")
     p50, p99 = (await page.locator("#card-latency .figure").inner_text()).split(" / ")
     assert 0 <= float(p50.replace(",", "")) <= float(p99.replace(",", ""))
     points = await page.locator("#card-broadcast-in polyline").get_attribute("points")

@@ -54,7 +54,7 @@ async def test_slipstream_run_serves_both_pages(pages: Pages) -> None:
         await fan.wait_for_function("document.getElementById('v-speed').textContent !== '—'")
         await screenshot(fan, "run-fan-page")
         ops = await pages.open(url + "/ops?interval_ms=500")
-        await ops.wait_for_function("window.__ops.state.polls >= 3")
+        await ops.wait_for_function("window.__ops?.state.polls >= 3")
         await ops.wait_for_function(
             "['card-sim-out', 'card-raw-in', 'card-broadcast-in'].every(id => "
             "parseFloat(document.querySelector(`#${id} .figure`).textContent"
