@@ -45,6 +45,18 @@ def kafka_broker() -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
+def fresh_kafka_broker() -> Iterator[TansuBroker]:
+    """A Tansu broker of this test's own.
+
+    For tests that run whole commands on Slipstream's default topic and group
+    names: on the session broker they would meet an earlier test's race (same
+    race id, committed offsets, frames) and see its records as duplicates.
+    """
+    with TansuBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
 def kafka_config(kafka_broker: TansuBroker) -> BusConfig:
     """Bus settings for the session broker (default partitions)."""
     return BusConfig(kafka=kafka_broker.bootstrap)

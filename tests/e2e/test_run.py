@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from slipstream.catalogue import CATALOGUE
+from slipstream.testing.broker import TansuBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 URL_LINE = re.compile(r"serving on (http://[\d.]+:\d+)")
@@ -130,8 +131,10 @@ def test_stops_cleanly_on_sigterm() -> None:
 
 
 @pytest.mark.kafka
-def test_run_and_subscribe_on_kafka(kafka_broker) -> None:  # type: ignore[no-untyped-def]
-    with running("--kafka", kafka_broker.bootstrap, "--cars", "8", "--speed", "4") as (_, url):
+def test_run_and_subscribe_on_kafka(fresh_kafka_broker: TansuBroker) -> None:
+    # A broker of its own: `run` uses the default topics, which other tests also fill.
+    bootstrap = fresh_kafka_broker.bootstrap
+    with running("--kafka", bootstrap, "--cars", "8", "--speed", "4") as (_, url):
         lines = subscribe(url, "--count", "100")
         _check_frames(lines, 100)
 

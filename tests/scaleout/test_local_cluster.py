@@ -27,7 +27,10 @@ def healthz(url: str) -> dict[str, object]:
         return body
 
 
-async def test_run_with_nodes_starts_a_deployment_behind_nginx(kafka_broker: TansuBroker) -> None:
+async def test_run_with_nodes_starts_a_deployment_behind_nginx(
+    fresh_kafka_broker: TansuBroker,
+) -> None:
+    kafka_broker = fresh_kafka_broker
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "slipstream", "--log-level", "warning", "run",
         "--kafka", kafka_broker.bootstrap, "--nodes", "2", "--port", "0",
