@@ -36,7 +36,6 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import msgpack
@@ -46,17 +45,19 @@ from websockets.typing import Subprotocol
 
 from broadcast.decoder import EventItem, FrameItem, Item, NoticeItem, StateItem, StreamDecoder
 from broadcast.protocol import SUBPROTOCOL, BroadcastError, Cursor, ProtocolError
+from broadcast.transports import (
+    FATAL_CLOSE_CODES,
+    FATAL_STATUSES,
+    StreamRefused,
+    TryWebSocket,
+    UpgradeRefused,
+    node_urls,
+)
 
 __all__ = ["Client", "ClientError", "EventItem", "FrameItem", "Item", "NoticeItem", "StateItem"]
 
 logger = logging.getLogger(__name__)
 TRANSPORTS = ("auto", "ws", "sse", "poll")
-
-
-#: HTTP statuses that retrying as is cannot fix (no or a bad token, out of scope).
-FATAL_STATUSES = (401, 403)
-#: Close codes that retrying as is cannot fix (docs/security.md).
-FATAL_CLOSE_CODES = (4001, 4003, 4004)
 
 
 class ClientError(BroadcastError):
@@ -72,32 +73,6 @@ async def _until_closed(ws: ClientConnection) -> AsyncIterator[str | bytes]:
         if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
             raise ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}") from None
         raise
-
-
-class _UpgradeRefused(Exception):
-    pass
-
-
-class _TryWebSocket(Exception):
-    pass
-
-
-class _StreamRefused(Exception):
-    pass
-
-
-def _urls(url: str) -> tuple[str, str]:
-    """(HTTP base URL, WebSocket URL) of a node given either form."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("http", "https"):
-        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
-    path = parts.path.rstrip("/")
-    if path.endswith("/ws"):
-        path = path[:-3]
-    base = urlunsplit((scheme, parts.netloc, path, "", ""))
-    ws = urlunsplit(("wss" if scheme == "https" else "ws", parts.netloc, path + "/ws", "", ""))
-    return base, ws
 
 
 class Client:
@@ -140,7 +115,7 @@ class Client:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
-        self.base_url, self.ws_url = _urls(url)
+        self.base_url, self.ws_url = node_urls(url)
         self.cars = list(cars) if cars is not None else None
         self.groups = list(groups) if groups is not None else None
         self.codec = codec
@@ -253,21 +228,21 @@ class Client:
                         attempt, failing_since = 0, None
                     yield item
                 detail = "connection closed"
-            except _UpgradeRefused as exc:
+            except UpgradeRefused as exc:
                 if self.transport == "ws":
                     detail = f"WebSocket upgrade refused: {exc}"
                 else:
                     logger.info("WebSocket upgrade refused (%s); HTTP streaming", exc)
                     self._mode = "sse"
                     continue
-            except _StreamRefused as exc:
+            except StreamRefused as exc:
                 if self.transport == "sse":
                     detail = f"HTTP stream refused: {exc}"
                 else:
                     logger.info("HTTP stream refused (%s); long-polling", exc)
                     self._mode = "poll"
                     continue
-            except _TryWebSocket:
+            except TryWebSocket:
                 self._mode = "ws"
                 continue
             except ClientError:
@@ -321,10 +296,10 @@ class Client:
                     f"the node refused the connection: HTTP {status} {body}"
                 ) from None
             if status < 500 and status != 429:
-                raise _UpgradeRefused(f"HTTP {status}") from exc
+                raise UpgradeRefused(f"HTTP {status}") from exc
             raise
         except InvalidHandshake as exc:
-            raise _UpgradeRefused(str(exc)) from exc
+            raise UpgradeRefused(str(exc)) from exc
         self._ws = ws
         try:
             self.decoder.feed(await ws.recv(decode=False))
@@ -398,7 +373,7 @@ class Client:
                     )
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
                 # No answer (a proxy holding or cutting the stream) is a refusal too.
-                raise _StreamRefused(f"{type(exc).__name__}: {exc}") from exc
+                raise StreamRefused(f"{type(exc).__name__}: {exc}") from exc
             async with resp:
                 if resp.status == 400 or resp.status in FATAL_STATUSES:
                     body = await resp.json(content_type=None)
@@ -406,7 +381,7 @@ class Client:
                 if resp.status >= 500 or resp.status == 429:
                     resp.raise_for_status()
                 if resp.status != 200 or resp.content_type != "text/event-stream":
-                    raise _StreamRefused(f"HTTP {resp.status} {resp.content_type}")
+                    raise StreamRefused(f"HTTP {resp.status} {resp.content_type}")
                 retry_at = started + self.ws_retry_s if self.transport == "auto" else None
                 self._sse_response = resp
                 try:
@@ -417,7 +392,7 @@ class Client:
                         yield item
                 except (OSError, aiohttp.ClientError) as exc:
                     if not connected:
-                        raise _StreamRefused(f"{type(exc).__name__}: {exc}") from exc
+                        raise StreamRefused(f"{type(exc).__name__}: {exc}") from exc
                     raise
                 finally:
                     self._stream_id = None
@@ -429,7 +404,7 @@ class Client:
         """Items of an open SSE response (see docs/protocol.md, HTTP streaming).
 
         Raises:
-            _TryWebSocket: At ``retry_at`` (the stream is resumed on the WebSocket).
+            TryWebSocket: At ``retry_at`` (the stream is resumed on the WebSocket).
         """
         loop = asyncio.get_running_loop()
         data: list[bytes] = []
@@ -445,13 +420,13 @@ class Client:
                     line = await resp.content.readline()
             except TimeoutError:
                 if retry:
-                    raise _TryWebSocket from None
+                    raise TryWebSocket from None
                 if self._stream_id is None:
-                    raise _StreamRefused("no event in time (a proxy buffering it?)") from None
+                    raise StreamRefused("no event in time (a proxy buffering it?)") from None
                 raise
             if not line:
                 if self._stream_id is None:
-                    raise _StreamRefused("the stream ended before its first event")
+                    raise StreamRefused("the stream ended before its first event")
                 return  # the node or a proxy ended it: reconnect and resume
             line = line.rstrip(b"\r\n")
             if line and not line.startswith(b"data:"):
@@ -504,4 +479,4 @@ class Client:
                     for item in self._items(data):
                         yield item
                 if self.transport == "auto" and loop.time() - started >= self.ws_retry_s:
-                    raise _TryWebSocket
+                    raise TryWebSocket
