@@ -91,6 +91,7 @@ class DownsampleService:
         self._committed: dict[int, int] = {}
         self._quiet: set[int] = set()
         self._quiet_at = -math.inf
+        self._drained_since: dict[int, float] = {}
         registry = registry or Registry()
         self._m_records = registry.counter(
             "slipstream_raw_records_total", "Raw records read by the downsampler"
@@ -161,26 +162,33 @@ class DownsampleService:
                 self.idle.set()
 
     async def _quiet_partitions(self, consumer: Consumer, now: float) -> set[int]:
-        """Partitions the broker says have nothing more to read (checked every idle/4).
+        """Partitions the broker has said, for ``idle_flush_ms``, have nothing more to read.
 
-        Only their silent races are flushed: a broker that does not answer is an
-        outage, not the end of a race, and flushing then would refuse the race's
-        samples still to come as late.
+        The broker is asked every idle/4.  Only such partitions' silent races are
+        flushed: a broker that does not answer is an outage, not the end of a
+        race, and the silence must then be measured again from the broker's
+        return, because the producers reconnect after it and still have the
+        race's next samples to send; flushing at once would refuse them as late.
         """
-        if now - self._quiet_at < self.config.idle_flush_ms / 4000:
+        idle_s = self.config.idle_flush_ms / 1000
+        if now - self._quiet_at < idle_s / 4:
             return self._quiet
         self._quiet_at = now
-        self._quiet = set()
         assigned = [TopicPartition(self.config.raw_topic, p) for p in self._windows]
         try:
             ends = await consumer.end_offsets(assigned) if assigned else {}
         except BusError:
+            self._drained_since.clear()
+            self._quiet = set()
             return self._quiet
-        self._quiet = {
-            tp.partition
-            for tp, end in ends.items()
-            if end <= (self._windows[tp.partition].next_offset or 0)
-        }
+        for tp, end in ends.items():
+            if end <= (self._windows[tp.partition].next_offset or 0):
+                self._drained_since.setdefault(tp.partition, now)
+            else:
+                self._drained_since.pop(tp.partition, None)
+        for partition in set(self._drained_since) - set(self._windows):
+            del self._drained_since[partition]
+        self._quiet = {p for p, since in self._drained_since.items() if now - since >= idle_s}
         return self._quiet
 
     def _process(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from downsample.service import DownsampleService
 from downsample.synthetic import synthetic_batches
 from ingest.dlq import decode_dead_letter
 from slipstream.bus import Bus
-from slipstream.bus.base import Record
+from slipstream.bus.base import Consumer, Record, TopicPartition
+from slipstream.errors import BusError
 from slipstream.metrics import Registry
 from slipstream.records import Frame, RawBatch, car_key, decode_frame, encode_raw
 from slipstream.testing import unique_name
@@ -223,3 +225,70 @@ async def test_a_second_member_takes_over_partitions_with_identical_frames(bus: 
         await asyncio.gather(*tasks, return_exceptions=True)
     assert frames == want
     assert first.counts.frames > 0 and second.counts.frames > 0
+
+
+class Outage:
+    """Makes the group member's broker queries (``end_offsets``) fail while ``down``."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.down = True
+        self.failed_at: list[float] = []
+        self.answered = asyncio.Event()
+        original = bus.consumer
+
+        async def consumer(*args: Any, **kwargs: Any) -> Consumer:
+            made = await original(*args, **kwargs)
+            if kwargs.get("group_id") is None:  # e.g. the checkpoint reader
+                return made
+            answer = made.end_offsets
+
+            async def end_offsets(tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+                if self.down:
+                    self.failed_at.append(asyncio.get_running_loop().time())
+                    raise BusError("broker unreachable (injected)")
+                ends = await answer(tps)
+                self.answered.set()
+                return ends
+
+            made.end_offsets = end_offsets  # type: ignore[method-assign]
+            return made
+
+        bus.consumer = consumer  # type: ignore[method-assign]
+
+
+async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None:
+    """Only silence the broker confirms closes a race's windows; an outage's does not.
+
+    The producer's next samples come only after the broker is back: had the
+    outage's silence closed the half-filled window, they would be refused as late.
+    """
+    batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=5))
+    items = [(car_key(b.car), encode_raw(b)) for b in batches]
+    cut = len(items) * 3 // 8  # in the middle of the second window
+    cfg = config()
+    await bus.ensure_topic(cfg.raw_topic, 4)
+    await produce(bus, cfg.raw_topic, items[:cut])
+    outage = Outage(bus)
+    service = DownsampleService(cfg, bus)
+    task = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(30):  # the first part read; the outage outlasts idle
+            while service.counts.records < cut or (
+                len(outage.failed_at) < 2
+                or outage.failed_at[-1] - outage.failed_at[0] < 2 * cfg.idle_flush_ms / 1000
+            ):
+                await asyncio.wait([task], timeout=0.01)
+                if task.done():
+                    task.result()
+                    raise AssertionError("the service stopped")
+        outage.down = False
+        async with asyncio.timeout(30):
+            await outage.answered.wait()
+        await produce(bus, cfg.raw_topic, items[cut:])
+        service.expected_records = len(items)  # type: ignore[attr-defined]
+        await until_idle(service, task)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await read_all(bus, cfg.dlq_topic) == []
+    assert frames_of(await read_all(bus, cfg.frames_topic)) == frames_reference(batches)
