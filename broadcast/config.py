@@ -43,8 +43,10 @@ class BroadcastConfig:
             behind: its deltas are dropped and it gets the next keyframe.
         slow_fan_ticks: A connection behind for this many ticks in a row is
             closed (code 4008).
-        tick_wait_s: Longest wait for a tick's missing cars before the tick is
-            emitted without them.
+        tick_wait_s: Wait for a tick's missing cars before the tick is emitted
+            without them, while the pipeline keeps pace.
+        tick_wait_max_s: Longest the wait grows to while frames come late
+            (docs/protocol.md, tick assembly).
         max_message_bytes: Largest client message accepted (close 1009 beyond).
         max_errors: Bad client messages tolerated before the connection is
             closed (code 1008).
@@ -71,6 +73,7 @@ class BroadcastConfig:
     max_send_buffer_bytes: int = 1 << 20
     slow_fan_ticks: int = 20
     tick_wait_s: float = 1.0
+    tick_wait_max_s: float = 10.0
     max_message_bytes: int = 64 * 1024
     max_errors: int = 10
     server_id: str | None = None
@@ -87,6 +90,11 @@ class BroadcastConfig:
                 raise ConfigError(f"{name} must be positive")
         if self.tick_wait_s < 0:
             raise ConfigError("tick_wait_s must be >= 0")
+        if self.tick_wait_max_s < self.tick_wait_s:
+            raise ConfigError(
+                f"--tick-wait-max ({self.tick_wait_max_s:g}) must be >= --tick-wait "
+                f"({self.tick_wait_s:g})"
+            )
         if self.replay_ticks < 1:
             raise ConfigError("replay_ticks must be at least 1")
         if self.history_ticks < 0:
@@ -117,6 +125,7 @@ class BroadcastConfig:
             max_send_buffer_bytes=args.max_send_buffer,
             slow_fan_ticks=args.slow_fan_ticks,
             tick_wait_s=args.tick_wait,
+            tick_wait_max_s=max(args.tick_wait_max, args.tick_wait),
             server_id=args.server_id,
             # Only `slipstream broadcast` has these (other stages name topics too).
             frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
@@ -200,7 +209,17 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="S",
         default=_env_float("TICK_WAIT_S", d.tick_wait_s),
-        help=f"longest wait for a tick's late cars before emitting it (default {d.tick_wait_s:g})",
+        help="wait for a tick's late cars before emitting it without them, while the "
+        f"pipeline keeps pace (env SLIPSTREAM_TICK_WAIT_S; default {d.tick_wait_s:g})",
+    )
+    parser.add_argument(
+        "--tick-wait-max",
+        type=float,
+        metavar="S",
+        default=_env_float("TICK_WAIT_MAX_S", d.tick_wait_max_s),
+        help="longest the tick wait grows to while frames arrive late (a lagging pipeline); "
+        "it decays back to --tick-wait once ticks complete on time; raised to --tick-wait "
+        f"if below it (env SLIPSTREAM_TICK_WAIT_MAX_S; default {d.tick_wait_max_s:g})",
     )
     parser.add_argument(
         "--server-id",

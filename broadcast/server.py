@@ -168,9 +168,19 @@ class BroadcastServer:
         await self.bus.ensure_topic(cfg.frames_topic, DEFAULT_PARTITIONS)
         await self.bus.ensure_topic(cfg.events_topic, 1)
         partitions = await self.bus.partitions(cfg.frames_topic)
-        self._assembler = TickAssembler(
-            cfg.tick_wait_s, lambda car: partition_for(car_key(car), partitions)
+        self._assembler = assembler = TickAssembler(
+            cfg.tick_wait_s,
+            lambda car: partition_for(car_key(car), partitions),
+            max_wait_s=cfg.tick_wait_max_s,
         )
+        self.registry.gauge(
+            "slipstream_tick_wait_seconds",
+            "How long a tick now waits for a late car (grows while frames come late)",
+        ).set_function(lambda: assembler.current_wait_s)
+        self.registry.gauge(
+            "slipstream_broadcast_late_frames",
+            "Frames dropped since start because their tick had gone out without them",
+        ).set_function(lambda: float(assembler.late_frames))
         self._index = TickIndex()
         if cfg.history_ticks > 0:
             self.hub.history = BusHistory(self.bus, cfg.frames_topic, self._index, self.hub.stats)

@@ -3,18 +3,28 @@
 Frames arrive per partition in tick order, partitions interleaved.  Tick ``T``
 of the current race is emitted once every expected car (the race_start entry
 list plus every car seen, minus cars that went quiet) has sent its frame for
-``T`` or its partition has moved past ``T``; or, failing that, ``wait_s``
-after the first frame of ``T`` arrived (cars that held it up stop being
+``T`` or its partition has moved past ``T``; or, failing that, the current
+wait after the first frame of ``T`` arrived (cars that held it up stop being
 expected until they send again).  Ticks are emitted without holes: a tick
 that nobody sent is emitted empty (every car stale).
 
+The wait adapts, like a jitter buffer.  It starts at ``wait_s``.  A car's
+frame that arrives after its tick went out without it (the car was listed
+stale) shows the pipeline lags more than the wait: the wait grows to 1.5 x
+that frame's lateness (twice the wait when the tick is too old to tell), at
+most ``max_wait_s``.  Every tick that completes on its own lets it decay back
+towards ``wait_s`` by 0.5 % (a half-life of about three minutes at 2 Hz).  The
+wait only holds back a tick that is missing a car, so a longer one costs
+latency only while a car is late or has stopped sending.
+
 Duplicates (same race, car, tick) are dropped, and so are frames of a tick
-already emitted (late) and of a race already left.  Frames of another race
-than the current one are held back until that race's ``race_start`` (which
-the events topic orders after the current race's ``race_end``) or for
-``wait_s``: only then does the current race end.  Events are delivered with
-the first tick emitted at or after their own tick; ``race_end`` flushes the
-race (and is carried by one more, empty, tick when nothing is pending).
+already emitted (late, or a repeat of a frame it carried) and of a race
+already left.  Frames of another race than the current one are held back
+until that race's ``race_start`` (which the events topic orders after the
+current race's ``race_end``) or for the wait: only then does the current race
+end.  Events are delivered with the first tick emitted at or after their own
+tick; ``race_end`` flushes the race (and is carried by one more, empty, tick
+when nothing is pending).
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ __all__ = ["MAX_TICK_JUMP", "TickAssembler", "TickData"]
 MAX_TICK_JUMP = 10_000
 #: Frames of a next race held back (see module doc) before it starts anyway.
 MAX_EARLY_FRAMES = 20_000
+#: Factor of the lateness of a late frame the wait grows to.
+WAIT_MARGIN = 1.5
+#: Factor the wait shrinks by (towards ``wait_s``) per tick that completes on its own.
+WAIT_DECAY = 0.995
+#: Emitted ticks whose arrival time and stale cars are kept to judge late frames.
+RECENT_TICKS = 256
 _CHANNELS = len(CATALOGUE)
 
 
@@ -80,6 +96,8 @@ class _Race:
     first_seen: dict[int, float] = field(default_factory=dict)
     events: list[RaceEvent] = field(default_factory=list)
     state: dict[int, tuple[int, NDArray[np.int32]]] = field(default_factory=dict)
+    # emitted tick -> (when its first frame arrived, cars it went out without)
+    recent: dict[int, tuple[float, frozenset[int]]] = field(default_factory=dict)
     emitted: int = -1
     started: bool = False
 
@@ -88,15 +106,33 @@ class TickAssembler:
     """Turns frames and events into ordered :class:`TickData`.
 
     Args:
-        wait_s: Longest wait for missing cars of a tick (see module doc).
+        wait_s: Wait for missing cars of a tick when the pipeline keeps pace
+            (see module doc).
         partition_of_car: Partition of a car that has not sent a frame yet
             (so an entry-list car's partition can release a tick).
+        max_wait_s: Longest the wait grows to when frames come late (None:
+            ``wait_s``, a fixed wait).
+
+    Attributes:
+        current_wait_s: The wait now.
+        late_frames: Frames dropped because their tick had gone out without
+            them (or their race had ended, or they were malformed).
+        duplicate_frames: Frames dropped as repeats of a frame already taken.
     """
 
-    def __init__(self, wait_s: float, partition_of_car: Callable[[int], int]) -> None:
+    def __init__(
+        self,
+        wait_s: float,
+        partition_of_car: Callable[[int], int],
+        max_wait_s: float | None = None,
+    ) -> None:
         if wait_s < 0:
             raise ValueError("wait_s must be >= 0")
+        if max_wait_s is not None and max_wait_s < wait_s:
+            raise ValueError("max_wait_s must be >= wait_s")
         self.wait_s = wait_s
+        self.max_wait_s = wait_s if max_wait_s is None else max_wait_s
+        self.current_wait_s = wait_s
         self._partition_of_car = partition_of_car
         self._race: _Race | None = None
         self._left: set[str] = set()
@@ -148,7 +184,10 @@ class TickAssembler:
     def _add(self, frame: Frame, partition: int, now_s: float) -> None:
         r = self._race
         assert r is not None
-        if frame.tick <= r.emitted or (r.emitted >= 0 and frame.tick - r.emitted > MAX_TICK_JUMP):
+        if frame.tick <= r.emitted:
+            self._late(r, frame, now_s)
+            return
+        if r.emitted >= 0 and frame.tick - r.emitted > MAX_TICK_JUMP:
             self.late_frames += 1
             return
         if frame.q.shape != (_CHANNELS,):
@@ -164,6 +203,19 @@ class TickAssembler:
         r.high[partition] = max(r.high.get(partition, -1), frame.tick)
         r.quiet.discard(frame.car)
         r.expected.add(frame.car)
+
+    def _late(self, r: _Race, frame: Frame, now_s: float) -> None:
+        """A frame of an emitted tick: a repeat of one it carried, or late (the wait grows)."""
+        seen = r.recent.get(frame.tick)
+        if seen is not None and frame.car not in seen[1]:
+            self.duplicate_frames += 1  # e.g. re-emitted by a restarted downsampler
+            return
+        self.late_frames += 1
+        r.quiet.discard(frame.car)  # late, not gone: wait for it again
+        r.expected.add(frame.car)
+        # A tick long gone, or one that went out empty: no arrival time to go by.
+        grown = self.current_wait_s * 2 if seen is None else (now_s - seen[0]) * WAIT_MARGIN
+        self.current_wait_s = min(self.max_wait_s, max(self.current_wait_s, grown))
 
     def _switch_to_early(self, race: str, now_s: float) -> list[TickData]:
         """Start ``race`` and take its held frames."""
@@ -202,7 +254,7 @@ class TickAssembler:
         """Ticks complete by now (call after each batch of frames and events)."""
         out: list[TickData] = []
         for race, early in list(self._early.items()):
-            if race in self._early and now_s - early[0][2] >= self.wait_s:
+            if race in self._early and now_s - early[0][2] >= self.current_wait_s:
                 # No race_start came: the current race is over all the same.
                 out += self._switch_to_early(race, now_s)
         return out + self._ready(now_s)
@@ -228,9 +280,10 @@ class TickAssembler:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` may next emit something (None: nothing pending)."""
         r = self._race
-        deadlines = [early[0][2] + self.wait_s for early in self._early.values()]
+        wait_s = self.current_wait_s
+        deadlines = [early[0][2] + wait_s for early in self._early.values()]
         if r is not None and r.pending:
-            deadlines.append(r.first_seen[min(r.pending)] + self.wait_s)
+            deadlines.append(r.first_seen[min(r.pending)] + wait_s)
         return min(deadlines, default=None)
 
     def _complete(self, r: _Race, tick: int) -> bool:
@@ -253,12 +306,14 @@ class TickAssembler:
         while r is not None and r.pending:
             tick = min(r.pending)
             if not self._complete(r, tick):
-                if now_s - r.first_seen[tick] < self.wait_s:
+                if now_s - r.first_seen[tick] < self.current_wait_s:
                     break
                 # The cars that held the tick up stop being expected until they send.
                 missing = r.expected - set(r.pending[tick])
                 r.quiet |= missing
                 r.expected -= missing
+            elif self.current_wait_s > self.wait_s:
+                self.current_wait_s = max(self.wait_s, self.current_wait_s * WAIT_DECAY)
             out += self._emit_through(r, tick)
         return out
 
@@ -283,7 +338,7 @@ class TickAssembler:
 
     def _emit(self, r: _Race, tick: int) -> TickData:
         frames = r.pending.pop(tick, {})
-        r.first_seen.pop(tick, None)
+        first_seen = r.first_seen.pop(tick, None)
         cars = np.array(sorted(frames), dtype=np.int64)
         q = np.empty((len(cars), _CHANNELS), dtype=np.int32)
         prev_q = np.zeros_like(q)
@@ -303,7 +358,12 @@ class TickAssembler:
         r.events = [e for e in r.events if e.t_ns // TICK_NS > tick]
         r.emitted = tick
         known = r.expected | r.quiet | set(r.state)
-        stale = np.array(sorted(known - set(frames)), dtype=np.int64)
+        stale_cars = known - set(frames)
+        if first_seen is not None:
+            r.recent[tick] = (first_seen, frozenset(stale_cars))
+            if len(r.recent) > RECENT_TICKS:
+                del r.recent[next(iter(r.recent))]  # ticks go out in order
+        stale = np.array(sorted(stale_cars), dtype=np.int64)
         return TickData(
             r.race, tick, cars, q, base, prev_q, state_cars, state_q, state_tick, stale, tuple(due)
         )

@@ -60,14 +60,57 @@ def test_a_missing_car_is_waited_for_then_dropped_from_expected() -> None:
 
 
 def test_duplicates_and_late_frames_are_dropped() -> None:
-    a = TickAssembler(1.0, lambda car: 0)
-    start(a, (1,))
-    a.add_frame(frame(0, 1), 0, 0.0)
-    a.add_frame(frame(0, 1), 0, 0.0)
-    assert [t.tick for t in a.poll(0.0)] == [0]
-    a.add_frame(frame(0, 1), 0, 0.0)
+    a = TickAssembler(1.0, lambda car: car)
+    start(a, (1, 2))
+    a.add_frame(frame(0, 1), 1, 0.0)
+    a.add_frame(frame(0, 1), 1, 0.0)
+    [t0] = a.poll(1.0)  # car 2 held it up for the whole wait
+    assert t0.stale.tolist() == [2]
+    a.add_frame(frame(0, 1), 1, 1.1)  # a repeat of a frame tick 0 carried
+    a.add_frame(frame(0, 2), 2, 1.2)  # car 2's frame, after tick 0 went out without it
     assert a.poll(5.0) == []
-    assert a.duplicate_frames == 1 and a.late_frames == 1
+    assert a.duplicate_frames == 2 and a.late_frames == 1
+
+
+def test_the_wait_grows_with_late_frames_and_decays_as_ticks_complete() -> None:
+    a = TickAssembler(1.0, lambda car: car, max_wait_s=10.0)
+    start(a, (1, 2))
+    a.add_frame(frame(0, 1), 1, 0.0)
+    [t0] = a.poll(1.0)
+    assert t0.stale.tolist() == [2] and a.current_wait_s == 1.0
+    a.add_frame(frame(0, 2), 2, 3.0)  # 3 s after tick 0's first frame
+    assert a.current_wait_s == pytest.approx(4.5)
+    # Car 2 lags by 3 s now: tick 1 waits for it and goes out whole.
+    a.add_frame(frame(1, 1), 1, 3.1)
+    assert a.poll(5.0) == [] and a.next_deadline() == pytest.approx(7.6)
+    a.add_frame(frame(1, 2), 2, 6.0)
+    [t1] = a.poll(6.0)
+    assert t1.cars.tolist() == [1, 2] and t1.stale.tolist() == []
+    assert a.current_wait_s == pytest.approx(4.5 * 0.995)
+    # Ticks that complete on their own bring it back down to wait_s, not below.
+    now = 6.0
+    for tick in range(2, 600):
+        a.add_frame(frame(tick, 1), 1, now)
+        a.add_frame(frame(tick, 2), 2, now)
+        assert [t.tick for t in a.poll(now)] == [tick]
+    assert a.current_wait_s == 1.0
+    # Far later than the longest wait: capped.
+    a.add_frame(frame(600, 1), 1, now)
+    [t600] = a.poll(now + 1.0)
+    assert t600.stale.tolist() == [2]
+    a.add_frame(frame(600, 2), 2, now + 30.0)
+    assert a.current_wait_s == 10.0
+
+
+def test_a_fixed_wait_does_not_grow() -> None:
+    a = TickAssembler(1.0, lambda car: car)
+    start(a, (1, 2))
+    a.add_frame(frame(0, 1), 1, 0.0)
+    a.poll(1.0)
+    a.add_frame(frame(0, 2), 2, 3.0)
+    assert a.late_frames == 1 and a.current_wait_s == 1.0
+    with pytest.raises(ValueError, match="max_wait_s"):
+        TickAssembler(1.0, lambda car: car, max_wait_s=0.5)
 
 
 def test_skipped_ticks_are_emitted_empty_and_deltas_keep_their_base() -> None:
