@@ -100,6 +100,7 @@ class Fan:
         self.duplicates = 0
         self.bad_bases = 0
         self.gaps: list[Gap] = []
+        self.stale: list[tuple[str, int, int]] = []  # (race, car, tick) listed stale
         self.notices: list[dict[str, Any]] = []
         self.connects = 0
         self.connection: FanConnection | None = None
@@ -196,6 +197,7 @@ class Fan:
             self.held.clear()
             self.first_tick = None
         self._pending_notice = None
+        self.stale.extend((race, car, tick) for car in msg.get("stale") or ())
         codec = get_codec(msg["codec"])
         fresh: dict[int, list[NDArray[np.int32]]] = {}
         for car, g, kind, base, payload in msg["p"]:
@@ -315,6 +317,8 @@ class FanFleet:
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
         self.observations = Observations()
+        #: Set by :meth:`missing`: car-frames of the truth a tick listed as stale.
+        self.stale_reported = 0
         self.fans = [Fan(self, i) for i in range(count)]
         self.connect_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -435,10 +439,13 @@ class FanFleet:
         """Problems of each fan against ``truth`` ((race, car, tick) -> digest) over its span.
 
         A fan must hold exactly the truth's car-frames of its cars between its
-        first and last tick, except inside gaps a notice reported; every value
-        the fleet saw must equal the truth's.
+        first and last tick, except inside gaps a notice reported and for cars
+        a tick listed stale (the node emitted the tick without a late frame and
+        said so; counted in :attr:`stale_reported`); every value the fleet saw
+        must equal the truth's.
         """
         problems: list[str] = []
+        self.stale_reported = 0
         for key, value in self.observations.values.items():
             if truth.get(key) != value:
                 problems.append(f"{key}: fans saw {value}, truth {truth.get(key)}")
@@ -462,11 +469,20 @@ class FanFleet:
                 problems.append(f"fan {fan.index} got no tick")
                 continue
             race, last = fan.cursor
-            want = count(race, fan.first_tick, last) - sum(
-                count(g.race, max(g.first, fan.first_tick), min(g.last, last))
-                for g in fan.gaps
-                if g.reported and g.race == race
+            in_gaps = [g for g in fan.gaps if g.reported and g.race == race]
+            stale = {
+                key
+                for key in fan.stale
+                if key in truth
+                and key[0] == race
+                and fan.first_tick <= key[2] <= last
+                and not any(g.first <= key[2] <= g.last for g in in_gaps)
+            }
+            self.stale_reported += len(stale)
+            excused = sum(
+                count(g.race, max(g.first, fan.first_tick), min(g.last, last)) for g in in_gaps
             )
+            want = count(race, fan.first_tick, last) - excused - len(stale)
             if fan.frames != want:
                 problems.append(
                     f"fan {fan.index}: {fan.frames} car-frames in ticks {fan.first_tick}..{last}, "

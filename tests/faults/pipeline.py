@@ -182,11 +182,19 @@ async def raw_batches(bootstrap: str) -> tuple[list[RawBatch], int]:
     return [b for _, b in batches.values()], repeats
 
 
-async def dead_letters(bootstrap: str) -> dict[str, int]:
+async def dead_letters(bootstrap: str, details: list[str] | None = None) -> dict[str, int]:
     """Records on the dead-letter topic, by reason (a clean race has only ``duplicate``
-    ones: a raw record a producer sent again after losing its ack)."""
+    ones: a raw record a producer sent again after losing its ack).
+
+    Every letter but a duplicate is also described in ``details``, when given.
+    """
     reasons: dict[str, int] = {}
     for value in await read_topic(bootstrap, DLQ_TOPIC):
-        reason = decode_dead_letter(value).reason
-        reasons[reason] = reasons.get(reason, 0) + 1
+        letter = decode_dead_letter(value)
+        reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+        if details is not None and letter.reason != "duplicate":
+            details.append(
+                f"{letter.reason} p{letter.partition}@{letter.offset} car {letter.car} "
+                f"seq {letter.seq}: {letter.detail}"
+            )
     return reasons

@@ -59,7 +59,13 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             running = {svc.name: svc.running for svc in p.services}
         truth, repeats = await frames_truth(p.bootstrap)
         batches, raw_repeats = await raw_batches(p.bootstrap)
-        dlq = await dead_letters(p.bootstrap)
+        letters: list[str] = []
+        dlq = await dead_letters(p.bootstrap, letters)
+        # What the downsampler said about its partitions (joins, revocations, restores).
+        group_lines = [
+            line for line in p.downsample.log().splitlines()
+            if "aiokafka" not in line and "partition" in line
+        ][:40]  # fmt: skip
         errors = p.errors()
         # The only ERROR lines: aiokafka's own retries while the broker was away.
         foreign = [line for lines in errors.values() for line in lines if "aiokafka" not in line]
@@ -88,7 +94,10 @@ async def test_broker_outage_every_stage_recovers_nothing_lost() -> None:
             "re_emitted_frames": repeats,
             "raw_records_sent_twice": raw_repeats,
             "dead_letters": dlq,
+            "dead_letters_not_duplicates": letters[:20],
+            "downsample_partition_log": group_lines,
             "lost": len(problems) + len(topic_lost),
+            "stale_reported": fleet.stale_reported,
             "duplicated": summary["duplicates"],
             "errors_logged": {k: len(v) for k, v in errors.items()},
             **summary,

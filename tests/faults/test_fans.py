@@ -19,11 +19,12 @@ def values(car: int, tick: int) -> np.ndarray:
     return np.arange(SIZE, dtype=np.int32) * car + tick
 
 
-def tick_message(tick: int, cars: list[int], *, race: str = "R") -> bytes:
+def tick_message(
+    tick: int, cars: list[int], *, race: str = "R", stale: tuple[int, ...] = ()
+) -> bytes:
     parts = [[car, GROUP, 0, tick, values(car, tick).astype("<i4").tobytes()] for car in cars]
-    return msgpack.packb(
-        {"t": "tick", "race": race, "tick": tick, "kf": True, "codec": "full", "p": parts}
-    )
+    message = {"t": "tick", "race": race, "tick": tick, "kf": True, "codec": "full", "p": parts}
+    return msgpack.packb({**message, "stale": list(stale)})
 
 
 def notice(first: int, last: int) -> bytes:
@@ -77,6 +78,23 @@ async def test_a_car_frame_missing_inside_a_tick_is_caught() -> None:
     fan.message(tick_message(5, [7, 8]))
     fan.message(tick_message(6, [7]))  # car 8's frame of tick 6 is on the topic
     assert fleet.missing(truth(range(5, 7), [7, 8])) != []
+
+
+async def test_a_car_frame_the_tick_listed_as_stale_is_reported_not_lost() -> None:
+    fleet = FanFleet([("127.0.0.1", 1)], 1, (7, 8), (GROUP,))
+    fan = fleet.fans[0]
+    fan.message(tick_message(5, [7, 8]))
+    fan.message(tick_message(6, [7], stale=(8,)))  # the node went on without car 8's frame
+    fan.message(tick_message(7, [7, 8]))
+    assert fleet.missing(truth(range(5, 8), [7, 8])) == []
+    assert fleet.stale_reported == 1
+    # Stale where the topic has no frame either: nothing is excused twice.
+    fleet = FanFleet([("127.0.0.1", 1)], 1, (7, 8), (GROUP,))
+    fan = fleet.fans[0]
+    fan.message(tick_message(5, [7, 8]))
+    fan.message(tick_message(6, [7], stale=(8,)))
+    assert fleet.missing(truth(range(5, 6), [7, 8]) | truth(range(6, 7), [7])) == []
+    assert fleet.stale_reported == 0
 
 
 async def test_a_conflated_gap_is_reported_apart_from_resume_gaps() -> None:

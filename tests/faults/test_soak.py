@@ -60,6 +60,7 @@ async def test_soak_memory_flat_no_error_nothing_lost() -> None:
         "fans": s.soak_fans,
         "ticks": ticks,
         "lost": len(problems),
+        "stale_reported": fleet.stale_reported,
         "duplicated": summary["duplicates"],
         "errors_logged": sum(len(v) for v in errors.values()),
     }
