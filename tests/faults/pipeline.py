@@ -63,6 +63,7 @@ async def kafka_pipeline(
     tick_wait_s: float = 1.0,
     race_s: float = 600.0,
     speed: float | None = None,
+    rate_hz: int | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Broker, ``nodes`` broadcast nodes, downsample and a simulated race (see module doc)."""
     s = scale()
@@ -88,7 +89,7 @@ async def kafka_pipeline(
         )
         simulate = Service(
             [
-                "simulate", *bus_args, "--cars", str(s.cars), "--rate", str(s.rate_hz),
+                "simulate", *bus_args, "--cars", str(s.cars), "--rate", str(rate_hz or s.rate_hz),
                 "--speed", str(speed or s.speed), "--seed", "11", "--duration", str(race_s),
             ],
             "simulate",

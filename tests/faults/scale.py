@@ -33,10 +33,11 @@ class FaultScale:
     #: fault 4: fans that reconnect at once, and the window they reconnect in (s)
     storm_fans: int
     storm_window_s: float
-    #: soak: race seconds, its multiple of real time, fans
+    #: soak: race seconds, its multiple of real time, fans, samples per second per car
     soak_race_s: float
     soak_speed: float
     soak_fans: int
+    soak_rate_hz: int
 
 
 CI = FaultScale(
@@ -44,12 +45,14 @@ CI = FaultScale(
     cut_fans=40, cut_short_s=1.0, cut_long_s=3.0, replay_ticks=24,
     kill_fans=30, failover_fans=100, broker_outage_s=12.0,
     storm_fans=300, storm_window_s=1.0, soak_race_s=60.0, soak_speed=4.0, soak_fans=50,
+    soak_rate_hz=50,
 )  # fmt: skip
 FULL = FaultScale(
     name="full", cars=20, rate_hz=100, speed=1.0,
     cut_fans=1000, cut_short_s=1.0, cut_long_s=30.0, replay_ticks=80,
     kill_fans=1000, failover_fans=1000, broker_outage_s=20.0,
-    storm_fans=5000, storm_window_s=1.0, soak_race_s=1800.0, soak_speed=6.0, soak_fans=1000,
+    storm_fans=5000, storm_window_s=1.0, soak_race_s=1800.0, soak_speed=3.0, soak_fans=1000,
+    soak_rate_hz=50,
 )  # fmt: skip
 
 

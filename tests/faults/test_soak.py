@@ -29,7 +29,9 @@ SAMPLE_EVERY_S = 1.0
 async def test_soak_memory_flat_no_error_nothing_lost() -> None:
     s = scale()
     wall_s = s.soak_race_s / s.soak_speed
-    async with kafka_pipeline(race_s=s.soak_race_s, speed=s.soak_speed) as p:
+    async with kafka_pipeline(
+        race_s=s.soak_race_s, speed=s.soak_speed, rate_hz=s.soak_rate_hz
+    ) as p:
         port = p.node_ports[0]
         cars = (await field_cars(port))[:2]
         samples: dict[str, list[tuple[float, float]]] = {"node": [], "downsample": []}
@@ -56,6 +58,7 @@ async def test_soak_memory_flat_no_error_nothing_lost() -> None:
     figures: dict[str, object] = {
         "race_s": s.soak_race_s,
         "speed": s.soak_speed,
+        "cars_x_hz": f"{s.cars} x {s.soak_rate_hz}",
         "wall_s": round(samples["node"][-1][0], 1),
         "fans": s.soak_fans,
         "ticks": ticks,
