@@ -6,20 +6,10 @@ import argparse
 from dataclasses import dataclass
 
 from slipstream.codecs import CODECS, DEFAULT_CODEC
-from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env
+from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env, env_int, env_number
 from slipstream.errors import ConfigError
 
 __all__ = ["BroadcastConfig", "add_broadcast_arguments"]
-
-
-def _env_float(name: str, default: float) -> float:
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be a number, got {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,28 +142,28 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         "--ping-interval",
         type=float,
         metavar="S",
-        default=_env_float("PING_INTERVAL_S", d.ping_interval_s),
+        default=env_number("PING_INTERVAL_S", d.ping_interval_s),
         help=f"WebSocket keepalive ping interval in seconds (default {d.ping_interval_s:g})",
     )
     parser.add_argument(
         "--ping-timeout",
         type=float,
         metavar="S",
-        default=_env_float("PING_TIMEOUT_S", d.ping_timeout_s),
+        default=env_number("PING_TIMEOUT_S", d.ping_timeout_s),
         help=f"close a peer that does not answer a ping within this (default {d.ping_timeout_s:g})",
     )
     parser.add_argument(
         "--replay-ticks",
         type=int,
         metavar="N",
-        default=int(_env_float("REPLAY_TICKS", d.replay_ticks)),
+        default=env_int("REPLAY_TICKS", d.replay_ticks),
         help=f"ticks kept for resuming fans (default {d.replay_ticks} = 2 min at 2 Hz)",
     )
     parser.add_argument(
         "--history-ticks",
         type=int,
         metavar="N",
-        default=int(_env_float("HISTORY_TICKS", d.history_ticks)),
+        default=env_int("HISTORY_TICKS", d.history_ticks),
         help="most ticks a resume re-reads from Kafka past the replay ring "
         f"(default {d.history_ticks} = 1 h; 0 = never)",
     )
@@ -186,7 +176,7 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         "--poll-hold",
         type=float,
         metavar="S",
-        default=_env_float("POLL_HOLD_S", d.poll_hold_s),
+        default=env_number("POLL_HOLD_S", d.poll_hold_s),
         help=f"how long /v1/poll holds a request when nothing is new (default {d.poll_hold_s:g})",
     )
     parser.add_argument(
@@ -208,7 +198,7 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         "--tick-wait",
         type=float,
         metavar="S",
-        default=_env_float("TICK_WAIT_S", d.tick_wait_s),
+        default=env_number("TICK_WAIT_S", d.tick_wait_s),
         help="wait for a tick's late cars before emitting it without them, while the "
         f"pipeline keeps pace (env SLIPSTREAM_TICK_WAIT_S; default {d.tick_wait_s:g})",
     )
@@ -216,7 +206,7 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         "--tick-wait-max",
         type=float,
         metavar="S",
-        default=_env_float("TICK_WAIT_MAX_S", d.tick_wait_max_s),
+        default=env_number("TICK_WAIT_MAX_S", d.tick_wait_max_s),
         help="longest the tick wait grows to while frames arrive late (a lagging pipeline); "
         "it decays back to --tick-wait once ticks complete on time; raised to --tick-wait "
         f"if below it (env SLIPSTREAM_TICK_WAIT_MAX_S; default {d.tick_wait_max_s:g})",

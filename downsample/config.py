@@ -6,7 +6,14 @@ import argparse
 from dataclasses import dataclass
 
 from ingest.validate import ValidatorConfig, parse_cars
-from slipstream.config import DEFAULT_PARTITIONS, DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, env
+from slipstream.config import (
+    DEFAULT_PARTITIONS,
+    DLQ_TOPIC,
+    FRAMES_TOPIC,
+    RAW_TOPIC,
+    env,
+    env_int,
+)
 from slipstream.errors import ConfigError
 
 __all__ = ["DownsampleConfig", "add_downsample_arguments"]
@@ -100,16 +107,6 @@ class DownsampleConfig:
         )
 
 
-def _int_env(name: str, default: int) -> int:
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise ConfigError(f"SLIPSTREAM_{name}: expected an integer, got {text!r}") from exc
-
-
 def add_downsample_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the downsampler's flags (defaults from ``SLIPSTREAM_*`` variables)."""
     d = DownsampleConfig()
@@ -119,7 +116,7 @@ def add_downsample_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--allowed-lateness-ms", type=int,
-        default=_int_env("ALLOWED_LATENESS_MS", d.allowed_lateness_ms),
+        default=env_int("ALLOWED_LATENESS_MS", d.allowed_lateness_ms),
         help="event time a 500 ms window waits for out-of-order samples after it ends; later "
         f"samples are dead-lettered as late (default {d.allowed_lateness_ms})",
     )  # fmt: skip
@@ -159,7 +156,7 @@ def add_downsample_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"topic of the dead letters (default {d.dlq_topic})",
     )  # fmt: skip
     parser.add_argument(
-        "--idle-flush-ms", type=int, default=_int_env("IDLE_FLUSH_MS", d.idle_flush_ms),
+        "--idle-flush-ms", type=int, default=env_int("IDLE_FLUSH_MS", d.idle_flush_ms),
         help="close a race's open windows after this much wall-clock silence, e.g. at the end "
         f"of a race (env SLIPSTREAM_IDLE_FLUSH_MS; default {d.idle_flush_ms})",
     )  # fmt: skip

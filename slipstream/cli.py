@@ -18,7 +18,7 @@ from typing import Any
 
 from slipstream import __version__
 from slipstream.catalogue import CATALOGUE
-from slipstream.errors import SlipstreamError
+from slipstream.errors import ConfigError, SlipstreamError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -130,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slipstream`` command."""
-    parser = build_parser()
+    try:
+        parser = build_parser()  # flag defaults read SLIPSTREAM_* variables
+    except ConfigError as exc:
+        sys.stderr.write(f"slipstream: error: {exc}\n")
+        return 2
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()

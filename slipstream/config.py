@@ -21,6 +21,8 @@ __all__ = [
     "BusConfig",
     "add_bus_arguments",
     "env",
+    "env_int",
+    "env_number",
     "parse_host_port",
 ]
 
@@ -35,6 +37,36 @@ DEFAULT_PARTITIONS = 8
 def env(name: str, default: str | None = None) -> str | None:
     """Value of ``SLIPSTREAM_<NAME>`` or ``default``."""
     return os.environ.get(f"SLIPSTREAM_{name.upper()}", default)
+
+
+def env_number(name: str, default: float) -> float:
+    """Number in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
+
+    Raises:
+        ConfigError: The variable is set but is not a number.
+    """
+    text = env(name)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be a number, got {text!r}") from None
+
+
+def env_int(name: str, default: int) -> int:
+    """Integer in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
+
+    Raises:
+        ConfigError: The variable is set but is not an integer.
+    """
+    text = env(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be an integer, got {text!r}") from None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -20,7 +20,7 @@ import argparse
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from slipstream.config import env
+from slipstream.config import env, env_int, env_number
 from slipstream.errors import ConfigError
 
 __all__ = [
@@ -318,16 +318,6 @@ class ConnectionLimits:
         return None
 
 
-def _env_number(name: str, default: float) -> float:
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name} must be a number, got {text!r}") from None
-
-
 def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the abuse-limit flags to a serving command."""
     d = LimitsConfig()
@@ -336,7 +326,7 @@ def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections-per-address",
         type=int,
         metavar="N",
-        default=int(_env_number("MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address)),
+        default=env_int("MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address),
         help="concurrent WebSocket connections plus held long-polls per client address; "
         f"HTTP 429 beyond (default {d.max_connections_per_address})",
     )
@@ -344,14 +334,14 @@ def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-message-bytes",
         type=int,
         metavar="BYTES",
-        default=int(_env_number("MAX_MESSAGE_BYTES", d.max_message_bytes)),
+        default=env_int("MAX_MESSAGE_BYTES", d.max_message_bytes),
         help=f"largest client message; close 1009 beyond (default {d.max_message_bytes})",
     )
     parser.add_argument(
         "--message-rate",
         type=float,
         metavar="PER_S",
-        default=_env_number("MESSAGE_RATE", d.message_rate_per_s),
+        default=env_number("MESSAGE_RATE", d.message_rate_per_s),
         help="client messages per second per connection, and long-polls per second per "
         f"address; close 4029 / HTTP 429 beyond the burst (default {d.message_rate_per_s:g})",
     )
@@ -359,14 +349,14 @@ def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
         "--message-burst",
         type=int,
         metavar="N",
-        default=int(_env_number("MESSAGE_BURST", d.message_burst)),
+        default=env_int("MESSAGE_BURST", d.message_burst),
         help=f"client messages that may come at once (default {d.message_burst})",
     )
     parser.add_argument(
         "--max-subscriptions",
         type=int,
         metavar="N",
-        default=int(_env_number("MAX_SUBSCRIPTIONS", d.max_subscriptions)),
+        default=env_int("MAX_SUBSCRIPTIONS", d.max_subscriptions),
         help="subscribe messages per connection in any minute; close 4030 beyond "
         f"(default {d.max_subscriptions})",
     )
