@@ -15,16 +15,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from broadcast.config import BroadcastConfig
 from broadcast.fanout import EncodedTick, FanoutStats, SubKey
 from broadcast.history import BusHistory, HistoryUnavailable
-from broadcast.protocol import CLOSE_TOO_SLOW
+from broadcast.protocol import CLOSE_TOO_SLOW, PROTOCOL_VERSION, SUBPROTOCOL, encode_message
 from broadcast.ring import ReplayRing, notice_message
 from broadcast.ticks import TickData
+from slipstream.catalogue import CATALOGUE
+from slipstream.codecs import CODECS
 from slipstream.metrics import Registry
 
 if TYPE_CHECKING:
@@ -136,6 +138,28 @@ class Hub:
         """The node is stopping: wake every held long-poll."""
         self.closing = True
         self._tick_event.set()
+
+    def hello(self, server_id: str, **extra: Any) -> bytes:
+        """The hello message of a new connection or stream (``extra``: transport fields)."""
+        latest = self.ring.latest
+        cfg = self.config
+        return encode_message(
+            {
+                "t": "hello",
+                "v": PROTOCOL_VERSION,
+                "protocol": SUBPROTOCOL,
+                "server": server_id,
+                "race": latest.race if latest else None,
+                "tick": latest.tick if latest else None,
+                "catalogue": CATALOGUE.hash,
+                "heartbeat_s": cfg.ping_interval_s,
+                "replay_ticks": cfg.replay_ticks,
+                "codecs": list(CODECS),
+                "default_codec": cfg.default_codec,
+                "max_message_bytes": cfg.max_message_bytes,
+                **extra,
+            }
+        )
 
     def shutdown_notice(self) -> bytes:
         """The ``shutdown`` notice every fan gets when the node stops."""

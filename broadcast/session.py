@@ -22,8 +22,6 @@ from broadcast.history import HistoryUnavailable
 from broadcast.hub import Hub
 from broadcast.protocol import (
     CLOSE_BAD_INPUT,
-    PROTOCOL_VERSION,
-    SUBPROTOCOL,
     ProtocolError,
     Subscribe,
     encode_message,
@@ -67,24 +65,7 @@ class Session:
 
     def hello(self) -> bytes:
         """The hello message."""
-        latest = self.hub.ring.latest
-        cfg = self.hub.config
-        return encode_message(
-            {
-                "t": "hello",
-                "v": PROTOCOL_VERSION,
-                "protocol": SUBPROTOCOL,
-                "server": self.server_id,
-                "race": latest.race if latest else None,
-                "tick": latest.tick if latest else None,
-                "catalogue": CATALOGUE.hash,
-                "heartbeat_s": cfg.ping_interval_s,
-                "replay_ticks": cfg.replay_ticks,
-                "codecs": list(CODECS),
-                "default_codec": cfg.default_codec,
-                "max_message_bytes": cfg.max_message_bytes,
-            }
-        )
+        return self.hub.hello(self.server_id)
 
     async def _send(self, message: bytes) -> None:
         await self.conn.send(message)

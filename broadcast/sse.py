@@ -36,7 +36,6 @@ from broadcast.guard import scope_request
 from broadcast.hub import Hub
 from broadcast.longpoll import _bad_request, _collect, _from_history, _request_subscription
 from broadcast.protocol import (
-    PROTOCOL_VERSION,
     SUBPROTOCOL,
     Cursor,
     ProtocolError,
@@ -261,26 +260,8 @@ class SseStreams:
     # -- one stream -----------------------------------------------------------------
 
     def _hello(self, stream_id: str) -> bytes:
-        latest = self.hub.ring.latest
-        cfg = self.hub.config
-        return encode_message(
-            {
-                "t": "hello",
-                "v": PROTOCOL_VERSION,
-                "protocol": SUBPROTOCOL,
-                "server": self.server_id,
-                "race": latest.race if latest else None,
-                "tick": latest.tick if latest else None,
-                "catalogue": CATALOGUE.hash,
-                "heartbeat_s": cfg.ping_interval_s,
-                "replay_ticks": cfg.replay_ticks,
-                "codecs": list(CODECS),
-                "default_codec": cfg.default_codec,
-                "max_message_bytes": cfg.max_message_bytes,
-                "stream": stream_id,
-                "subscribe": f"/v1/stream/{stream_id}/subscribe",
-            }
-        )
+        subscribe = f"/v1/stream/{stream_id}/subscribe"
+        return self.hub.hello(self.server_id, stream=stream_id, subscribe=subscribe)
 
     async def _write(self, resp: web.StreamResponse, data: bytes, messages: int = 1) -> None:
         await resp.write(data)
