@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pytest
 
 from downsample.config import DownsampleConfig
-from downsample.service import DownsampleService
+from downsample.service import OUTAGE_GRACE_FACTOR, DownsampleService
 from downsample.synthetic import synthetic_batches
 from ingest.dlq import decode_dead_letter
 from slipstream.bus import Bus
 from slipstream.bus.base import Consumer, Record, TopicPartition
 from slipstream.errors import BusError
 from slipstream.metrics import Registry
-from slipstream.records import Frame, RawBatch, car_key, decode_frame, encode_raw
+from slipstream.records import Frame, RawBatch, car_key, decode_frame, decode_raw, encode_raw
 from slipstream.testing import unique_name
 from tests.downsample.reference import frames_reference
 
@@ -233,7 +233,7 @@ class Outage:
     def __init__(self, bus: Bus) -> None:
         self.down = True
         self.failed_at: list[float] = []
-        self.answered = asyncio.Event()
+        self.answered_at: list[float] = []
         original = bus.consumer
 
         async def consumer(*args: Any, **kwargs: Any) -> Consumer:
@@ -247,7 +247,7 @@ class Outage:
                     self.failed_at.append(asyncio.get_running_loop().time())
                     raise BusError("broker unreachable (injected)")
                 ends = await answer(tps)
-                self.answered.set()
+                self.answered_at.append(asyncio.get_running_loop().time())
                 return ends
 
             made.end_offsets = end_offsets  # type: ignore[method-assign]
@@ -256,34 +256,43 @@ class Outage:
         bus.consumer = consumer  # type: ignore[method-assign]
 
 
-async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None:
-    """Only silence the broker confirms closes a race's windows; an outage's does not.
+async def wait_until(check: Callable[[], bool], task: asyncio.Task[None]) -> None:
+    """Let the service run until ``check()`` holds (bounded)."""
+    async with asyncio.timeout(30):
+        while not check():
+            await asyncio.wait([task], timeout=0.01)
+            if task.done():
+                task.result()
+                raise AssertionError("the service stopped")
 
-    The producer's next samples come only after the broker is back: had the
-    outage's silence closed the half-filled window, they would be refused as late.
+
+def spans(times: list[float], seconds: float) -> bool:
+    return len(times) >= 2 and times[-1] - times[0] >= seconds
+
+
+async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None:
+    """Silence during an outage, and until the producers are back, closes no window.
+
+    The producer's next samples come only after the broker is back and after
+    more than ``idle_flush_ms`` more: had either silence closed the half-filled
+    window, they would be refused as late.
     """
     batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=5))
     items = [(car_key(b.car), encode_raw(b)) for b in batches]
     cut = len(items) * 3 // 8  # in the middle of the second window
     cfg = config()
+    idle_s = cfg.idle_flush_ms / 1000
     await bus.ensure_topic(cfg.raw_topic, 4)
     await produce(bus, cfg.raw_topic, items[:cut])
     outage = Outage(bus)
     service = DownsampleService(cfg, bus)
     task = asyncio.create_task(service.run())
     try:
-        async with asyncio.timeout(30):  # the first part read; the outage outlasts idle
-            while service.counts.records < cut or (
-                len(outage.failed_at) < 2
-                or outage.failed_at[-1] - outage.failed_at[0] < 2 * cfg.idle_flush_ms / 1000
-            ):
-                await asyncio.wait([task], timeout=0.01)
-                if task.done():
-                    task.result()
-                    raise AssertionError("the service stopped")
+        await wait_until(
+            lambda: service.counts.records >= cut and spans(outage.failed_at, 2 * idle_s), task
+        )
         outage.down = False
-        async with asyncio.timeout(30):
-            await outage.answered.wait()
+        await wait_until(lambda: spans(outage.answered_at, 2 * idle_s), task)
         await produce(bus, cfg.raw_topic, items[cut:])
         service.expected_records = len(items)  # type: ignore[attr-defined]
         await until_idle(service, task)
@@ -292,3 +301,26 @@ async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None
         await asyncio.gather(task, return_exceptions=True)
     assert await read_all(bus, cfg.dlq_topic) == []
     assert frames_of(await read_all(bus, cfg.frames_topic)) == frames_reference(batches)
+
+
+async def test_a_race_whose_producer_never_returns_is_closed_after_the_grace(bus: Bus) -> None:
+    batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=6))
+    items = [(car_key(b.car), encode_raw(b)) for b in batches]
+    cut = len(items) * 3 // 8
+    cfg = config()
+    await bus.ensure_topic(cfg.raw_topic, 4)
+    await produce(bus, cfg.raw_topic, items[:cut])
+    outage = Outage(bus)
+    service = DownsampleService(cfg, bus)
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: spans(outage.failed_at, 2 * cfg.idle_flush_ms / 1000), task)
+        outage.down = False
+        service.expected_records = cut  # type: ignore[attr-defined]
+        await until_idle(service, task)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert outage.answered_at[-1] - outage.answered_at[0] >= OUTAGE_GRACE_FACTOR * 0.3
+    decoded = [decode_raw(value) for _, value in items[:cut]]
+    assert frames_of(await read_all(bus, cfg.frames_topic)) == frames_reference(decoded)
