@@ -12,7 +12,7 @@ is and is not detected).
 Codecs (``CODECS``), all pure (no I/O), encoders vectorised over the cars of a tick:
 
 * ``full``: no delta; every part is the group's values as little-endian int32.
-* ``sparse``: changed-channel bitmap + zigzag-varint differences
+* ``sparse``: changed-channel bitmap + zigzag nibble-varint differences
   (:mod:`slipstream.codecs.sparse`).
 * ``vcdiff``: RFC 3284 deltas of the ``full`` bytes against the previous ones
   (:mod:`slipstream.codecs.vcdiff`).

@@ -1,14 +1,19 @@
-"""``sparse``: per part, a changed-channel bitmap and zigzag varints of the differences.
+"""``sparse``: per part, a changed-channel bitmap and zigzag nibble varints of the differences.
 
 Part layout (delta against the previous values ``base`` of the same car and group)::
 
     bitmap     ceil(size / 8) bytes; bit i (LSB first) set when channel i changed
-    varints    one zigzag LEB128 varint of ``value - base`` per set bit, in channel order
+    varints    one zigzag nibble varint of ``value - base`` per set bit, in channel
+               order, nibbles packed low nibble first; a zero nibble pads an odd count
 
-A keyframe is the same layout against an all-zero base, so it lists the non-zero
-channels.  Differences are taken in int64: a step to or from MISSING (int32 min)
-does not fit int32.  A part always carries its full bitmap, so an unchanged
-group costs ``ceil(size / 8)`` bytes and an empty payload is an error.
+A nibble varint has three value bits per nibble and bit 3 set on every nibble but
+the last, least significant group first (:mod:`slipstream.codecs.varint`): most
+channels move by a few counts per tick, so a difference usually costs half a byte
+or a byte, not a byte or two.  A keyframe is the same layout against an all-zero
+base, so it lists the non-zero channels.  Differences are taken in int64: a step
+to or from MISSING (int32 min) does not fit int32.  A part always carries its full
+bitmap, so an unchanged group costs ``ceil(size / 8)`` bytes and an empty payload
+is an error.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from slipstream.codecs.base import (
     part_layout,
     split_parts,
 )
-from slipstream.codecs.varint import MAX_VARINT_BYTES, varint_lengths, write_varints, zigzag
+from slipstream.codecs.varint import MAX_NIBBLES, nibble_lengths, write_nibbles, zigzag
 
 __all__ = ["SparseCodec", "decode_sparse", "encode_sparse_parts"]
 
@@ -62,8 +67,9 @@ def encode_sparse_parts(
 ) -> list[list[bytes]]:
     """Sparse parts ``[car][group]`` of ``q`` against ``base`` (zeros when None).
 
-    Vectorised over the whole tick: one pass of numpy over (cars, channels), then
-    one byte string cut into parts.
+    Vectorised over the whole tick: one pass of numpy over (cars, channels) that
+    writes every part's varints into one nibble stream (each part starting on a
+    byte), packed two nibbles a byte, then cut into parts.
     """
     check_frames(q, base)
     layout = part_layout(groups, q.shape[0], q.shape[1])
@@ -73,38 +79,41 @@ def encode_sparse_parts(
         d -= layout.gather(base).ravel()
     changed = d != 0
     zz = zigzag(d[changed])
-    lengths = varint_lengths(zz)
+    lengths = nibble_lengths(zz)
     vlen = np.zeros(d.size, dtype=np.int64)
     vlen[changed] = lengths
     cum = np.cumsum(vlen)
     ends = cum[layout.start + layout.size - 1]
-    varint_bytes = np.diff(ends, prepend=0)
+    varint_nibbles = np.diff(ends, prepend=0)
     offsets = np.zeros(layout.start.size + 1, dtype=np.int64)
-    np.cumsum(bitmap_bytes + varint_bytes, out=offsets[1:])
-    out = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    np.cumsum(bitmap_bytes + (varint_nibbles + 1) // 2, out=offsets[1:])
+    nibbles = np.zeros(2 * int(offsets[-1]), dtype=np.uint8)
+    # Exclusive running length, rebased to each part's varint section (in nibbles).
+    part = layout.part_of[changed]
+    first = ends - varint_nibbles
+    at = (cum - vlen)[changed] - first[part] + 2 * (offsets[part] + bitmap_bytes[part])
+    write_nibbles(nibbles, at, zz, lengths)
+    out = nibbles[0::2] | (nibbles[1::2] << 4)
     bits = np.bincount(
         element[0][changed].astype(np.int64),
         weights=element[1][changed],
         minlength=bitmap_part.size,
     )
     out[offsets[bitmap_part] + bitmap_index] = bits.astype(np.uint8)
-    # Exclusive running length, rebased to each part's varint section.
-    part = layout.part_of[changed]
-    at = (cum - vlen)[changed] - (ends - varint_bytes)[part] + offsets[part] + bitmap_bytes[part]
-    write_varints(out, at, zz, lengths)
     return split_parts(out.tobytes(), offsets, layout.cars)
 
 
 def decode_sparse(base: NDArray[np.int32] | None, payload: bytes, size: int) -> NDArray[np.int32]:
     """Values of one part from a sparse payload against ``base`` (zeros when None).
 
-    A plain loop over the set bits: parts are a few dozen bytes, too small for
-    numpy's per-call cost to pay off.
+    A plain loop over the set bits, reading nibbles off one Python int: parts are
+    a few dozen bytes, too small for numpy's per-call cost to pay off.
 
     Raises:
-        CodecError: The payload is truncated, has bytes left over, a malformed
-            varint, a bitmap whose popcount differs from the number of varints,
-            set padding bits, a zero difference, or a result outside int32.
+        CodecError: The payload is truncated, has bytes left over, a non-zero
+            padding nibble, an over-long or non-canonical varint, a bitmap whose
+            popcount differs from the number of varints, set padding bits, a zero
+            difference, or a result outside int32.
     """
     nbytes = (size + 7) // 8
     end = len(payload)
@@ -116,24 +125,26 @@ def decode_sparse(base: NDArray[np.int32] | None, payload: bytes, size: int) -> 
     out: list[int] = [0] * size if base is None else base.tolist()
     if len(out) != size:
         raise CodecError(f"base holds {len(out)} values, expected {size}")
-    pos = nbytes
+    tail = int.from_bytes(payload[nbytes:], "little")
+    left = 2 * (end - nbytes)
     while bitmap:
         low = bitmap & -bitmap
         bitmap ^= low
         channel = low.bit_length() - 1
         z = shift = 0
         while True:
-            if pos >= end:
+            if not left:
                 raise CodecError("sparse part has fewer varints than changed channels")
-            byte = payload[pos]
-            pos += 1
-            z |= (byte & 0x7F) << shift
-            if byte < 0x80:
+            nibble = tail & 0xF
+            tail >>= 4
+            left -= 1
+            z |= (nibble & 0x7) << shift
+            if nibble < 0x8:
                 break
-            shift += 7
-            if shift >= 7 * MAX_VARINT_BYTES:
+            shift += 3
+            if shift >= 3 * MAX_NIBBLES:
                 raise CodecError("sparse part has an over-long varint")
-        if shift and not byte:
+        if shift and not nibble:
             raise CodecError("sparse part has a non-canonical varint")
         d = (z >> 1) ^ -(z & 1)
         if not d:
@@ -142,13 +153,15 @@ def decode_sparse(base: NDArray[np.int32] | None, payload: bytes, size: int) -> 
         if not _INT32_MIN <= value <= _INT32_MAX:
             raise CodecError("sparse part leads to values outside int32 (wrong base?)")
         out[channel] = value
-    if pos != end:
-        raise CodecError(f"sparse part has {end - pos} bytes left over after its varints")
+    if left > 1:
+        raise CodecError(f"sparse part has {left} nibbles left over after its varints")
+    if tail:
+        raise CodecError("sparse part has a non-zero padding nibble")
     return np.array(out, dtype=np.int32)
 
 
 class SparseCodec:
-    """``sparse``: changed-channel bitmap plus zigzag-varint differences."""
+    """``sparse``: changed-channel bitmap plus zigzag nibble-varint differences."""
 
     name = "sparse"
 

@@ -100,13 +100,7 @@ def _invalid(rng: np.random.Generator) -> list[dict[str, Any]]:
         ("full", "one byte short", full[:-1]),
         ("full", "one byte extra", full + b"\x00"),
         ("sparse", "empty", b""),
-        ("sparse", "truncated inside a varint", sparse[:-1] + bytes([sparse[-1] | 0x80])),
-        ("sparse", "last varint missing", _drop_last_varint(sparse)),
-        ("sparse", "bytes left over", sparse + b"\x02"),
-        ("sparse", "bitmap bit cleared", bytes([sparse[0] & 0xFE]) + sparse[1:]),
-        ("sparse", "padding bit set", sparse[:2] + bytes([sparse[2] | 0x80]) + sparse[3:]),
-        ("sparse", "zero difference", sparse[:3] + b"\x00" + sparse[4:]),
-        ("sparse", "overlong varint", sparse[:3] + bytes([sparse[3] | 0x80, 0x00]) + sparse[4:]),
+        *_bad_sparse(sparse, (group.size + 7) // 8),
         ("vcdiff", "truncated", vcdiff[:-1]),
         ("vcdiff", "bad magic", b"\xd6\xc3\xc5" + vcdiff[3:]),
         ("vcdiff", "secondary compression flag", vcdiff[:4] + b"\x01" + vcdiff[5:]),
@@ -130,12 +124,40 @@ def _invalid(rng: np.random.Generator) -> list[dict[str, Any]]:
     ]
 
 
-def _drop_last_varint(part: bytes) -> bytes:
-    """``part`` without its last varint (the bitmap then claims one too many)."""
-    end = len(part) - 1
-    while end > 0 and part[end - 1] & 0x80:
-        end -= 1
-    return part[:end]
+def _bad_sparse(part: bytes, nbytes: int) -> list[tuple[str, str, bytes]]:
+    """Corruptions of a sparse ``part`` (bitmap of ``nbytes``, at least 3 varints, the
+    last of 3 nibbles, an odd nibble count so a padding nibble)."""
+    bitmap, nibbles = part[:nbytes], [n for b in part[nbytes:] for n in (b & 0xF, b >> 4)]
+    assert nibbles[-1] == 0, "the example needs a padding nibble"
+    varints: list[list[int]] = [[]]
+    for n in nibbles[:-1]:
+        varints[-1].append(n)
+        if n < 8:
+            varints.append([])
+    varints.pop()
+    assert len(varints) >= 3 and len(varints[-1]) == 3, varints
+
+    def pack(varints: list[list[int]], pad: int = 0, bits: bytes = bitmap) -> bytes:
+        flat = [n for v in varints for n in v]
+        flat += [pad] * (len(flat) % 2)
+        return bits + bytes(lo | hi << 4 for lo, hi in zip(flat[0::2], flat[1::2], strict=True))
+
+    return [
+        ("sparse", s, p)
+        for s, p in [
+            ("truncated inside a varint", pack([*varints[:-1], varints[-1][:2]])),
+            ("last varint missing", pack(varints[:-1])),
+            ("bytes left over", part + b"\x02"),
+            ("a zero byte left over", part + b"\x00"),
+            ("non-zero padding nibble", pack(varints, pad=1)),
+            ("bitmap bit cleared", pack(varints, bits=bytes([bitmap[0] & 0xFE]) + bitmap[1:])),
+            ("padding bit set", pack(varints, bits=bitmap[:-1] + bytes([bitmap[-1] | 0x80]))),
+            ("zero difference", pack([[0], *varints[1:]])),
+            ("non-canonical varint", pack([[varints[0][0] | 8, 0], *varints[1:]])),
+            ("overlong varint", pack([[0xF] * 11 + [1], *varints[1:]])),
+            ("33-bit varint outside int32", pack([[0xF] * 10 + [7], *varints[1:]])),
+        ]
+    ]
 
 
 def _window(size: int, data: bytes, instructions: bytes) -> bytes:

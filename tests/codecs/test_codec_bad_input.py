@@ -77,16 +77,75 @@ def test_sparse_detects_any_bitmap_flip(seed: int, bit: int, where: float) -> No
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), where=st.floats(0, 1))
 def test_sparse_detects_any_varint_framing_flip(seed: int, where: float) -> None:
-    """Flipping a continuation bit merges or splits varints: the count no longer matches."""
+    """Flipping a nibble's continuation bit merges or splits varints (the count no
+    longer matches) or sets the padding nibble."""
     base, part = _delta("sparse", seed)
     nbytes = (TYRES.size + 7) // 8
     if len(part) == nbytes:
         return
-    index = nbytes + min(int(where * (len(part) - nbytes)), len(part) - nbytes - 1)
+    nibbles = 2 * (len(part) - nbytes)
+    index = min(int(where * nibbles), nibbles - 1)
     bad = bytearray(part)
-    bad[index] ^= 0x80
+    bad[nbytes + index // 2] ^= 0x80 if index % 2 else 0x08
     with pytest.raises(CodecError):
         CODECS["sparse"].decode_delta(base, bytes(bad))
+
+
+def _sparse(bits: list[int], nibbles: list[int], size: int = TYRES.size) -> bytes:
+    """A sparse part written by hand: bitmap with ``bits`` set, then ``nibbles`` packed."""
+    bitmap = sum(1 << b for b in bits).to_bytes((size + 7) // 8, "little")
+    pairs = nibbles + [0] * (len(nibbles) % 2)
+    return bitmap + bytes(lo | hi << 4 for lo, hi in zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def test_sparse_hand_written_part_decodes() -> None:
+    """The layout as docs/codecs.md specifies it: +1 (zigzag 2), -3 (5), +10 (20 = 0xC 0x2)."""
+    prev = np.zeros((1, len(CATALOGUE)), dtype=np.int32)
+    prev[0, TYRES.start : TYRES.stop] = np.arange(TYRES.size)
+    q = prev.copy()
+    q[0, TYRES.start + np.array([0, 4, 20])] += np.array([1, -3, 10], dtype=np.int32)
+    part = _sparse([0, 4, 20], [2, 5, 0xC, 2])
+    assert part.hex() == "110010522c"
+    assert CODECS["sparse"].encode_deltas(prev, q, [TYRES])[0][0] == part
+    base = prev[0, TYRES.start : TYRES.stop].copy()
+    got = CODECS["sparse"].decode_delta(base, part)
+    np.testing.assert_array_equal(got, q[0, TYRES.start : TYRES.stop])
+
+
+@pytest.mark.parametrize(
+    ("part", "match"),
+    [
+        (_sparse([0], [2, 3]), "non-zero padding nibble"),
+        (_sparse([0], [2, 0, 0]), "left over"),
+        (_sparse([0], [2]) + b"\x00", "left over"),
+        (_sparse([0], [0xA, 0]), "non-canonical"),
+        (_sparse([0], [0xA, 0x8, 0]), "non-canonical"),
+        (_sparse([0], [0xF] * 11 + [1]), "over-long"),
+        (_sparse([0], [0x8] * 11 + [1]), "over-long"),
+        (_sparse([0], [0]), "changed by zero"),
+        (_sparse([0, 1], [2]), "changed by zero"),  # the padding nibble read as a varint
+        (_sparse([0, 1, 2], [2, 4]), "fewer varints"),
+        (_sparse([0], [0xA, 0xA]), "fewer varints"),  # cut off inside the varint
+        (_sparse([0], [0xF] * 10 + [7]), "outside int32"),
+        (_sparse([21], [2]), "past the group"),
+    ],
+)
+def test_sparse_refuses_malformed_varints(part: bytes, match: str) -> None:
+    base = np.zeros(TYRES.size, dtype=np.int32)
+    with pytest.raises(CodecError, match=match):
+        CODECS["sparse"].decode_delta(base, part)
+
+
+def test_sparse_longest_varint_decodes() -> None:
+    """11 nibbles (33 bits) is the longest accepted: MISSING to int32 max and back."""
+    base = np.zeros(TYRES.size, dtype=np.int32)
+    base[0] = MISSING
+    # zigzag(2**32 - 1) = 2**33 - 2: lowest group 6, nine groups of 7, the last 7.
+    part = _sparse([0], [0xE] + [0xF] * 9 + [7])
+    assert CODECS["sparse"].decode_delta(base, part)[0] == 2**31 - 1
+    base[0] = 2**31 - 1
+    part = _sparse([0], [0xD] + [0xF] * 9 + [7])  # zigzag(-(2**32 - 1)) = 2**33 - 3
+    assert CODECS["sparse"].decode_delta(base, part)[0] == MISSING
 
 
 def test_sparse_refuses_results_outside_int32() -> None:

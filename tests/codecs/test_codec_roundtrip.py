@@ -12,7 +12,14 @@ from numpy.typing import NDArray
 
 from slipstream.catalogue import CATALOGUE, MISSING, Group
 from slipstream.codecs import CODECS, CodecError, get_codec
-from slipstream.codecs.varint import unzigzag, varint_lengths, write_varints, zigzag
+from slipstream.codecs.varint import (
+    nibble_lengths,
+    unzigzag,
+    varint_lengths,
+    write_nibbles,
+    write_varints,
+    zigzag,
+)
 from slipstream.codecs.vcdiff import to_planes
 
 INT32_MAX = 2**31 - 1
@@ -86,15 +93,28 @@ def _leb128(value: int) -> bytes:
             return bytes(out)
 
 
+def _nibble_varint(value: int) -> list[int]:
+    out: list[int] = []
+    while True:
+        group = value & 0x7
+        value >>= 3
+        out.append(group | (0x8 if value else 0))
+        if not value:
+            return out
+
+
 def reference_sparse(base: list[int], values: list[int]) -> bytes:
     """The sparse layout, written the slow and obvious way."""
     bitmap = bytearray((len(values) + 7) // 8)
-    tail = b""
+    nibbles: list[int] = []
     for i, (old, new) in enumerate(zip(base, values, strict=True)):
         if new != old:
             bitmap[i // 8] |= 1 << (i % 8)
             d = new - old
-            tail += _leb128(2 * d if d >= 0 else -2 * d - 1)
+            nibbles += _nibble_varint(2 * d if d >= 0 else -2 * d - 1)
+    if len(nibbles) % 2:
+        nibbles.append(0)
+    tail = bytes(lo | hi << 4 for lo, hi in zip(nibbles[0::2], nibbles[1::2], strict=True))
     return bytes(bitmap) + tail
 
 
@@ -147,6 +167,34 @@ def test_varint_kernels_match_leb128(numbers: list[int]) -> None:
     out = np.zeros(int(lengths.sum()), dtype=np.uint8)
     write_varints(out, at, z, lengths)
     assert out.tobytes() == b"".join(_leb128(int(v)) for v in z)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    numbers=st.lists(st.integers(MISSING - INT32_MAX, INT32_MAX - MISSING), max_size=50),
+    gap=st.integers(0, 3),
+)
+def test_nibble_kernels_match_the_reference(numbers: list[int], gap: int) -> None:
+    """Varints written at scattered offsets, with untouched nibbles between them."""
+    z = zigzag(np.array(numbers, dtype=np.int64))
+    lengths = nibble_lengths(z)
+    assert lengths.max(initial=1) <= 11
+    at = np.concatenate(([0], np.cumsum(lengths + gap)[:-1])).astype(np.int64)
+    out = np.full(int((lengths + gap).sum()), 0xFF, dtype=np.uint8)
+    write_nibbles(out, at, z, lengths)
+    want: list[int] = []
+    for v in z.tolist():
+        want += _nibble_varint(v) + [0xFF] * gap
+    assert out.tolist() == want
+
+
+def test_nibble_varint_examples() -> None:
+    z = np.array([0, 7, 8, 63, 64, 2**33 - 1], dtype=np.uint64)
+    lengths = nibble_lengths(z)
+    assert lengths.tolist() == [1, 1, 2, 2, 3, 11]
+    out = np.zeros(int(lengths.sum()), dtype=np.uint8)
+    write_nibbles(out, np.cumsum(lengths) - lengths, z, lengths)
+    assert out.tolist() == [0, 7, 8, 1, 15, 7, 8, 8, 1] + [15] * 10 + [7]
 
 
 def test_unknown_codec_lists_the_known_ones() -> None:

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { decode as ablyDecode } from "@ably/vcdiff-decoder";
-import { CodecError, decodeDelta, decodeKeyframe, setVcdiffDecoder } from "../src/codecs.js";
+import { CodecError, MISSING, decodeDelta, decodeKeyframe, setVcdiffDecoder } from "../src/codecs.js";
 
 setVcdiffDecoder(ablyDecode);
 
@@ -74,4 +74,24 @@ test("corrupted vcdiff and sparse parts throw CodecError or decode to the right 
       }
     }
   }
+});
+
+test("sparse nibble varints: the documented example and the longest varint", () => {
+  // tyres-sized group (21 channels): +1, -3, +10 at channels 0, 4, 20 (docs/codecs.md).
+  const base = Int32Array.from({ length: 21 }, (_, i) => i);
+  const out = decodeDelta("sparse", base, hex("110010522c"));
+  const want = Array.from(base);
+  want[0] += 1;
+  want[4] -= 3;
+  want[20] += 10;
+  assert.deepEqual(Array.from(out), want);
+  // 11 nibbles: zigzag(2^32 - 1) = 2^33 - 2, MISSING -> int32 max, and back.
+  const up = new Int32Array(21);
+  up[0] = MISSING;
+  assert.equal(decodeDelta("sparse", up, hex("010000feffffffff07"))[0], 2147483647);
+  const down = new Int32Array(21);
+  down[0] = 2147483647;
+  assert.equal(decodeDelta("sparse", down, hex("010000fdffffffff07"))[0], MISSING);
+  // A 12th nibble is refused even when its value would fit.
+  assert.throws(() => decodeDelta("sparse", up, hex("010000888888888818")), CodecError);
 });

@@ -12,12 +12,12 @@
 // elsewhere call setVcdiffDecoder(decode) with the package's `decode` function.
 //
 // Every decoder throws CodecError rather than return a wrong frame for a part it
-// can tell is bad (truncated, left-over bytes, malformed varint, bitmap/varint
-// count mismatch, unsupported VCDIFF features, wrong size).
+// can tell is bad (truncated, left-over bytes, malformed varint, non-zero padding,
+// bitmap/varint count mismatch, unsupported VCDIFF features, wrong size).
 
 export const MISSING = -2147483648;
 const INT32_MAX = 2147483647;
-const MAX_VARINT_BYTES = 5;
+const MAX_NIBBLES = 11; // 33 bits: the zigzag of any difference of two int32 values
 const VCDIFF_MAGIC = [0xd6, 0xc3, 0xc4, 0x00];
 const VCD_SOURCE = 0x01;
 
@@ -125,8 +125,10 @@ function checkSizes(bytes, start, end, windowSize) {
 /**
  * Values of a `sparse` part against `base` (an Int32Array; null for a keyframe,
  * which is the same layout against zeros): a bitmap of ceil(size/8) bytes, bit i
- * (LSB first) set when channel i changed, then one zigzag LEB128 varint of the
- * difference per set bit.  Differences reach 33 bits, so they are Numbers.
+ * (LSB first) set when channel i changed, then one zigzag nibble varint of the
+ * difference per set bit (3 value bits per nibble, bit 3 set on all but the last,
+ * least significant group first), nibbles packed low nibble first, a zero nibble
+ * padding an odd count.  Differences reach 33 bits, so they are Numbers.
  */
 export function decodeSparse(base, payload, size) {
   const bytes = bytesOf(payload);
@@ -139,7 +141,9 @@ export function decodeSparse(base, payload, size) {
     if (base.length !== size) throw new CodecError(`base holds ${base.length} values, expected ${size}`);
     out.set(base);
   }
-  let pos = nbytes;
+  const end = 2 * bytes.length; // in nibbles
+  let pos = 2 * nbytes;
+  const nibbleAt = (at) => (at & 1 ? bytes[at >> 1] >> 4 : bytes[at >> 1] & 0xf);
   for (let i = 0; i < nbytes * 8; i++) {
     if (!(bytes[i >> 3] & (1 << (i & 7)))) continue;
     if (i >= size) throw new CodecError("sparse part has bitmap bits set past the group's channels");
@@ -147,14 +151,14 @@ export function decodeSparse(base, payload, size) {
     let scale = 1;
     let length = 0;
     for (;;) {
-      if (pos >= bytes.length) throw new CodecError("sparse part has a truncated or missing varint");
-      const byte = bytes[pos++];
+      if (pos >= end) throw new CodecError("sparse part has a truncated or missing varint");
+      const nibble = nibbleAt(pos++);
       length++;
-      if (length > MAX_VARINT_BYTES) throw new CodecError("sparse part has an over-long varint");
-      z += (byte & 0x7f) * scale;
-      scale *= 128;
-      if (byte < 0x80) {
-        if (length > 1 && byte === 0) throw new CodecError("sparse part has a non-canonical varint");
+      if (length > MAX_NIBBLES) throw new CodecError("sparse part has an over-long varint");
+      z += (nibble & 0x7) * scale;
+      scale *= 8;
+      if (nibble < 0x8) {
+        if (length > 1 && nibble === 0) throw new CodecError("sparse part has a non-canonical varint");
         break;
       }
     }
@@ -166,7 +170,8 @@ export function decodeSparse(base, payload, size) {
     }
     out[i] = value;
   }
-  if (pos !== bytes.length) throw new CodecError("sparse part has bytes left over after its varints");
+  if (end - pos > 1) throw new CodecError("sparse part has bytes left over after its varints");
+  if (pos < end && nibbleAt(pos) !== 0) throw new CodecError("sparse part has a non-zero padding nibble");
   return out;
 }
 
