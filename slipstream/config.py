@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from slipstream.errors import ConfigError
 
@@ -30,6 +32,8 @@ RAW_TOPIC = "slipstream.raw"
 FRAMES_TOPIC = "slipstream.frames"
 EVENTS_TOPIC = "slipstream.events"
 DLQ_TOPIC = "slipstream.dlq"
+
+_T = TypeVar("_T")
 #: Partitions of the raw and frames topics when Slipstream creates them.
 DEFAULT_PARTITIONS = 8
 
@@ -45,13 +49,7 @@ def env_number(name: str, default: float) -> float:
     Raises:
         ConfigError: The variable is set but is not a number.
     """
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be a number, got {text!r}") from None
+    return _env_parsed(name, default, float, "a number")
 
 
 def env_int(name: str, default: int) -> int:
@@ -60,13 +58,17 @@ def env_int(name: str, default: int) -> int:
     Raises:
         ConfigError: The variable is set but is not an integer.
     """
+    return _env_parsed(name, default, int, "an integer")
+
+
+def _env_parsed(name: str, default: _T, parse: Callable[[str], _T], kind: str) -> _T:
     text = env(name)
     if text is None:
         return default
     try:
-        return int(text)
+        return parse(text)
     except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be an integer, got {text!r}") from None
+        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be {kind}, got {text!r}") from None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

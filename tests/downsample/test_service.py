@@ -266,6 +266,19 @@ async def wait_until(check: Callable[[], bool], task: asyncio.Task[None]) -> Non
                 raise AssertionError("the service stopped")
 
 
+async def race_cut_short(
+    bus: Bus, seed: int
+) -> tuple[DownsampleConfig, list[RawBatch], list[tuple[bytes | None, bytes]], int]:
+    """A 2-car race of which only the records before ``cut`` (mid-window) are produced."""
+    batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=seed))
+    items: list[tuple[bytes | None, bytes]] = [(car_key(b.car), encode_raw(b)) for b in batches]
+    cut = len(items) * 3 // 8  # in the middle of the second window
+    cfg = config()
+    await bus.ensure_topic(cfg.raw_topic, 4)
+    await produce(bus, cfg.raw_topic, items[:cut])
+    return cfg, batches, items, cut
+
+
 def spans(times: list[float], seconds: float) -> bool:
     return len(times) >= 2 and times[-1] - times[0] >= seconds
 
@@ -277,13 +290,8 @@ async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None
     more than ``idle_flush_ms`` more: had either silence closed the half-filled
     window, they would be refused as late.
     """
-    batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=5))
-    items = [(car_key(b.car), encode_raw(b)) for b in batches]
-    cut = len(items) * 3 // 8  # in the middle of the second window
-    cfg = config()
+    cfg, batches, items, cut = await race_cut_short(bus, seed=5)
     idle_s = cfg.idle_flush_ms / 1000
-    await bus.ensure_topic(cfg.raw_topic, 4)
-    await produce(bus, cfg.raw_topic, items[:cut])
     outage = Outage(bus)
     service = DownsampleService(cfg, bus)
     task = asyncio.create_task(service.run())
@@ -304,12 +312,7 @@ async def test_silence_during_an_outage_does_not_close_windows(bus: Bus) -> None
 
 
 async def test_a_race_whose_producer_never_returns_is_closed_after_the_grace(bus: Bus) -> None:
-    batches = list(synthetic_batches(cars=2, seconds=2, rate_hz=100, seed=6))
-    items = [(car_key(b.car), encode_raw(b)) for b in batches]
-    cut = len(items) * 3 // 8
-    cfg = config()
-    await bus.ensure_topic(cfg.raw_topic, 4)
-    await produce(bus, cfg.raw_topic, items[:cut])
+    cfg, _, items, cut = await race_cut_short(bus, seed=6)
     outage = Outage(bus)
     service = DownsampleService(cfg, bus)
     task = asyncio.create_task(service.run())
