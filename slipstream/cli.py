@@ -19,6 +19,7 @@ from typing import Any
 from slipstream import __version__
 from slipstream.catalogue import CATALOGUE
 from slipstream.errors import ConfigError, SlipstreamError
+from slipstream.logfilter import RepeatFilter
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -58,6 +59,8 @@ def configure_logging(level: str, fmt: str) -> None:
             logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
         )
         logging.Formatter.converter = time.localtime
+    # During a broker outage aiokafka repeats the same errors tens of times a second.
+    handler.addFilter(RepeatFilter("aiokafka"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -16,6 +16,7 @@ COLUMNS = [
     ("duplicated", "duplicated"),
     ("unreported_gaps", "unreported gaps"),
     ("reported_gaps", "gaps reported by notice"),
+    ("stale_reported", "car-frames reported stale"),
     ("reconnects", "reconnects"),
     ("resume_p50_s", "resume p50 (s)"),
     ("resume_max_s", "resume max (s)"),
