@@ -12,8 +12,10 @@ The wait adapts, like a jitter buffer.  It starts at ``wait_s``.  A car's
 frame that arrives after its tick went out without it (the car was listed
 stale) shows the pipeline lags more than the wait: the wait grows to 1.5 x
 that frame's lateness (twice the wait when the tick is too old to tell), at
-most ``max_wait_s``.  Every tick that completes on its own lets it decay back
-towards ``wait_s`` by 0.5 % (a half-life of about three minutes at 2 Hz).  The
+most ``max_wait_s``.  While ticks complete on their own it decays back towards
+``wait_s`` with a half-life of two minutes of wall time (slow release: a
+pipeline that lagged once tends to lag again, and catching up emits ticks
+faster than 2 Hz).  The
 wait only holds back a tick that is missing a car, so a longer one costs
 latency only while a car is late or has stopped sending.
 
@@ -46,8 +48,8 @@ MAX_TICK_JUMP = 10_000
 MAX_EARLY_FRAMES = 20_000
 #: Factor of the lateness of a late frame the wait grows to.
 WAIT_MARGIN = 1.5
-#: Factor the wait shrinks by (towards ``wait_s``) per tick that completes on its own.
-WAIT_DECAY = 0.995
+#: Half-life of the wait's decay towards ``wait_s`` while ticks complete on their own.
+WAIT_HALF_LIFE_S = 120.0
 #: Emitted ticks whose arrival time and stale cars are kept to judge late frames.
 RECENT_TICKS = 256
 _CHANNELS = len(CATALOGUE)
@@ -133,6 +135,7 @@ class TickAssembler:
         self.wait_s = wait_s
         self.max_wait_s = wait_s if max_wait_s is None else max_wait_s
         self.current_wait_s = wait_s
+        self._decayed_at: float | None = None  # when the wait last grew or decayed
         self._partition_of_car = partition_of_car
         self._race: _Race | None = None
         self._left: set[str] = set()
@@ -216,6 +219,7 @@ class TickAssembler:
         # A tick long gone, or one that went out empty: no arrival time to go by.
         grown = self.current_wait_s * 2 if seen is None else (now_s - seen[0]) * WAIT_MARGIN
         self.current_wait_s = min(self.max_wait_s, max(self.current_wait_s, grown))
+        self._decayed_at = now_s
 
     def _switch_to_early(self, race: str, now_s: float) -> list[TickData]:
         """Start ``race`` and take its held frames."""
@@ -312,8 +316,10 @@ class TickAssembler:
                 missing = r.expected - set(r.pending[tick])
                 r.quiet |= missing
                 r.expected -= missing
-            elif self.current_wait_s > self.wait_s:
-                self.current_wait_s = max(self.wait_s, self.current_wait_s * WAIT_DECAY)
+            elif self.current_wait_s > self.wait_s and self._decayed_at is not None:
+                decay = 0.5 ** (max(0.0, now_s - self._decayed_at) / WAIT_HALF_LIFE_S)
+                self.current_wait_s = max(self.wait_s, self.current_wait_s * decay)
+                self._decayed_at = now_s
             out += self._emit_through(r, tick)
         return out
 

@@ -86,19 +86,31 @@ def test_the_wait_grows_with_late_frames_and_decays_as_ticks_complete() -> None:
     a.add_frame(frame(1, 2), 2, 6.0)
     [t1] = a.poll(6.0)
     assert t1.cars.tolist() == [1, 2] and t1.stale.tolist() == []
-    assert a.current_wait_s == pytest.approx(4.5 * 0.995)
-    # Ticks that complete on their own bring it back down to wait_s, not below.
+    assert a.current_wait_s == pytest.approx(4.5 * 0.5 ** (3.0 / 120))  # 3 s after it grew
+    # Ticks that complete on their own bring it down with wall time (half-life
+    # 2 minutes, however many ticks), to wait_s and not below.
     now = 6.0
-    for tick in range(2, 600):
+    for tick in range(2, 12):  # a burst of ticks in one instant: no decay
+        a.add_frame(frame(tick, 1), 1, now)
+        a.add_frame(frame(tick, 2), 2, now)
+        assert [t.tick for t in a.poll(now)] == [tick]
+    assert a.current_wait_s == pytest.approx(4.5 * 0.5 ** (3.0 / 120))
+    now += 120.0
+    a.add_frame(frame(12, 1), 1, now)
+    a.add_frame(frame(12, 2), 2, now)
+    a.poll(now)
+    assert a.current_wait_s == pytest.approx(4.5 * 0.5 ** (123.0 / 120))
+    for tick in range(13, 30):
+        now += 60.0
         a.add_frame(frame(tick, 1), 1, now)
         a.add_frame(frame(tick, 2), 2, now)
         assert [t.tick for t in a.poll(now)] == [tick]
     assert a.current_wait_s == 1.0
     # Far later than the longest wait: capped.
-    a.add_frame(frame(600, 1), 1, now)
-    [t600] = a.poll(now + 1.0)
-    assert t600.stale.tolist() == [2]
-    a.add_frame(frame(600, 2), 2, now + 30.0)
+    a.add_frame(frame(30, 1), 1, now)
+    [t30] = a.poll(now + 1.0)
+    assert t30.stale.tolist() == [2]
+    a.add_frame(frame(30, 2), 2, now + 30.0)
     assert a.current_wait_s == 10.0
 
 
