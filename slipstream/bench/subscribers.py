@@ -26,11 +26,10 @@ from slipstream.bench.wire import (
     OP_PONG,
     OP_TEXT,
     HttpResponseReader,
-    WsFrameReader,
+    WsClientReader,
     encode_client_frame,
     get_request,
     handshake_request,
-    parse_handshake_response,
 )
 
 __all__ = ["PollSubscriber", "Subscriber", "Tally", "WsSubscriber"]
@@ -152,8 +151,7 @@ class WsSubscriber(Subscriber):
         self._request = handshake_request(
             host, port, adapter.ws_target(sub), self._key, adapter.subprotocols
         )
-        self._head = b""
-        self._reader: WsFrameReader | None = None
+        self._reader = WsClientReader(self._key, adapter.subprotocols)
         self._decode = adapter.ws_message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,33 +160,15 @@ class WsSubscriber(Subscriber):
         self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        if reader is None:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._head) > 65536:
-                    self.fail("upgrade response head over 64 KiB")
-                return
-            try:
-                parse_handshake_response(self._head[:end], self._key, self.adapter.subprotocols)
-            except WireError as exc:
-                self.fail(str(exc))
-                return
-            data = self._head[end + 4 :]
-            self._head = b""
-            reader = self._reader = WsFrameReader()
-            assert self.transport is not None
-            for is_text, payload in self.adapter.ws_opening(self.sub):
-                self.send(OP_TEXT if is_text else OP_BINARY, payload)
-            self.subscribed()
-            if not data:
-                return
         try:
-            messages = reader.feed(data)
+            opened, messages = self._reader.feed(data)
         except WireError as exc:
             self.fail(str(exc))
             return
+        if opened:
+            for is_text, payload in self.adapter.ws_opening(self.sub):
+                self.send(OP_TEXT if is_text else OP_BINARY, payload)
+            self.subscribed()
         for opcode, payload, wire_bytes in messages:
             if opcode in (OP_BINARY, OP_TEXT):
                 stamp = self._decode(payload, opcode == OP_TEXT)
@@ -211,7 +191,7 @@ class WsSubscriber(Subscriber):
 
     def close(self) -> None:
         """Send a normal close frame, then close the transport."""
-        if self._reader is not None and not self.closing:
+        if self._reader.subprotocol is not None and not self.closing:
             self.send(OP_CLOSE, (1000).to_bytes(2, "big"))
         super().close()
 

@@ -6,7 +6,8 @@ only move bytes between a transport and these objects.
 
 * WebSocket (RFC 6455), client side: :func:`handshake_request` /
   :func:`parse_handshake_response` for the upgrade, :class:`WsFrameReader` for
-  the server's (unmasked) frames, :func:`encode_client_frame` for masked
+  the server's (unmasked) frames, :class:`WsClientReader` for both in turn
+  (what a client connection reads), :func:`encode_client_frame` for masked
   frames to the server (pongs, close, subscription messages).
 * HTTP/1.1 keep-alive: :func:`get_request` and :class:`HttpResponseReader`
   (``Content-Length`` and ``chunked`` bodies).
@@ -33,6 +34,7 @@ __all__ = [
     "OP_TEXT",
     "HttpResponse",
     "HttpResponseReader",
+    "WsClientReader",
     "WsFrameReader",
     "accept_key",
     "encode_client_frame",
@@ -236,6 +238,48 @@ class WsFrameReader:
         self._frag_bytes += wire_bytes
         if self._frag_bytes > MAX_MESSAGE_BYTES:
             raise WireError(f"fragmented message over the {MAX_MESSAGE_BYTES} limit")
+
+
+class WsClientReader:
+    """What a WebSocket client reads: the upgrade response, then the server's frames.
+
+    Args:
+        key: The ``Sec-WebSocket-Key`` the upgrade request sent.
+        subprotocols: The subprotocols it offered.
+
+    Attributes:
+        subprotocol: The one the server chose, once upgraded (None before).
+    """
+
+    __slots__ = ("_frames", "_head", "_key", "_subprotocols", "subprotocol")
+
+    def __init__(self, key: str, subprotocols: Sequence[str] = ()) -> None:
+        self._key = key
+        self._subprotocols = tuple(subprotocols)
+        self._head = b""
+        self._frames: WsFrameReader | None = None
+        self.subprotocol: str | None = None
+
+    def feed(self, data: bytes) -> tuple[bool, list[tuple[int, bytes, int]]]:
+        """Whether ``data`` completed the upgrade, and the messages it completed.
+
+        Raises:
+            WireError: The upgrade was refused or malformed (or its head is over
+                64 KiB), or a frame is bad (:meth:`WsFrameReader.feed`).
+        """
+        frames = self._frames
+        if frames is not None:
+            return False, frames.feed(data)
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > 65536:
+                raise WireError("upgrade response head over 64 KiB")
+            return False, []
+        self.subprotocol = parse_handshake_response(self._head[:end], self._key, self._subprotocols)
+        rest, self._head = self._head[end + 4 :], b""
+        frames = self._frames = WsFrameReader()
+        return True, frames.feed(rest) if rest else []
 
 
 def get_request(host: str, port: int, target: str) -> bytes:

@@ -17,6 +17,7 @@ from slipstream.bench.wire import (
     OP_PING,
     OP_PONG,
     HttpResponseReader,
+    WsClientReader,
     WsFrameReader,
     accept_key,
     encode_client_frame,
@@ -83,6 +84,40 @@ def test_handshake_rejects_missing_subprotocol() -> None:
     ).encode()
     with pytest.raises(WireError, match="none of the offered"):
         parse_handshake_response(head, key, ["slipstream.v1"])
+
+
+def _upgrade_head(key: str) -> bytes:
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\nSec-WebSocket-Protocol: slipstream.v1\r\n\r\n"
+    ).encode()
+
+
+@given(cut=st.integers(min_value=0, max_value=400))
+def test_client_reader_upgrades_then_reads_frames_split_anywhere(cut: int) -> None:
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    data = _upgrade_head(key) + _server_frame(b"hello") + _server_frame(b"", WS_PING)
+    cut = min(cut, len(data))
+    reader = WsClientReader(key, ["slipstream.v1"])
+    opened_first, first = reader.feed(data[:cut])
+    opened_then, then = reader.feed(data[cut:])
+    assert [opened_first, opened_then].count(True) == 1
+    assert opened_first == (cut >= len(_upgrade_head(key)))
+    assert [(op, payload) for op, payload, _ in first + then] == [
+        (OP_BINARY, b"hello"),
+        (OP_PING, b""),
+    ]
+    assert reader.subprotocol == "slipstream.v1"
+
+
+def test_client_reader_refusals() -> None:
+    reader = WsClientReader("dGhlIHNhbXBsZSBub25jZQ==", ["slipstream.v1"])
+    with pytest.raises(WireError, match="HTTP 429"):
+        reader.feed(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+    reader = WsClientReader("dGhlIHNhbXBsZSBub25jZQ==")
+    assert reader.feed(b"HTTP/1.1 101 Switching Protocols\r\nX-Pad: " + b"x" * 65000) == (False, [])
+    with pytest.raises(WireError, match="64 KiB"):
+        reader.feed(b"x" * 1000)
 
 
 @given(

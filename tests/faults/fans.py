@@ -38,16 +38,16 @@ import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
+from slipstream.bench import WireError
 from slipstream.bench.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    WsFrameReader,
+    WsClientReader,
     encode_client_frame,
     handshake_request,
-    parse_handshake_response,
 )
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import get_codec
@@ -233,8 +233,7 @@ class FanConnection(asyncio.Protocol):
         self.key = base64.b64encode(os.urandom(16)).decode("ascii")
         self.request = handshake_request(host, port, "/ws", self.key, ("slipstream.v1",))
         self.transport: asyncio.Transport | None = None
-        self.reader: WsFrameReader | None = None
-        self.head = b""
+        self.reader = WsClientReader(self.key, ("slipstream.v1",))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -247,24 +246,16 @@ class FanConnection(asyncio.Protocol):
             self.transport.write(encode_client_frame(opcode, payload, os.urandom(4)))
 
     def data_received(self, data: bytes) -> None:
-        if self.reader is None:
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            try:
-                parse_handshake_response(self.head[:end], self.key, ("slipstream.v1",))
-            except Exception as exc:
-                self.fan.errors.append(f"upgrade refused: {exc}")
-                self.abort()
-                return
-            data, self.head = self.head[end + 4 :], b""
-            self.reader = WsFrameReader()
-            self.send(OP_TEXT, self.fan.subscribe_message())
-            if not data:
-                return
         try:
-            messages = self.reader.feed(data)
+            opened, messages = self.reader.feed(data)
+        except WireError as exc:
+            refused = self.reader.subprotocol is None
+            self.fan.errors.append(f"{'upgrade refused' if refused else 'bad stream'}: {exc}")
+            self.abort()
+            return
+        if opened:
+            self.send(OP_TEXT, self.fan.subscribe_message())
+        try:
             for opcode, payload, _ in messages:
                 if opcode == OP_BINARY:
                     self.fan.message(payload)
@@ -275,7 +266,7 @@ class FanConnection(asyncio.Protocol):
                     self.abort()
                     return
         except Exception as exc:
-            self.fan.errors.append(f"bad stream: {exc!r}")
+            self.fan.errors.append(f"bad message: {exc!r}")
             self.abort()
 
     def abort(self) -> None:

@@ -28,10 +28,9 @@ from slipstream.bench.wire import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    WsFrameReader,
+    WsClientReader,
     encode_client_frame,
     handshake_request,
-    parse_handshake_response,
 )
 
 SUBPROTOCOL = "slipstream.v1"
@@ -42,8 +41,7 @@ class _Connection(asyncio.Protocol):
         self.fan = fan
         self.key = base64.b64encode(os.urandom(16)).decode("ascii")
         self.request = handshake_request(host, port, "/ws", self.key, (SUBPROTOCOL,))
-        self.head = b""
-        self.reader: WsFrameReader | None = None
+        self.reader = WsClientReader(self.key, (SUBPROTOCOL,))
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -57,28 +55,16 @@ class _Connection(asyncio.Protocol):
             self.transport.write(encode_client_frame(opcode, payload, os.urandom(4)))
 
     def data_received(self, data: bytes) -> None:
-        if self.reader is None:
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            try:
-                parse_handshake_response(self.head[:end], self.key, (SUBPROTOCOL,))
-            except WireError as exc:
-                self.fan.errors.append(f"upgrade refused: {exc}")
-                assert self.transport is not None
-                self.transport.abort()
-                return
-            data, self.head = self.head[end + 4 :], b""
-            self.reader = WsFrameReader()
-            self.send(OP_TEXT, json.dumps(self.fan.subscribe_message()).encode())
         try:
-            messages = self.reader.feed(data)
+            opened, messages = self.reader.feed(data)
         except WireError as exc:
-            self.fan.errors.append(str(exc))
+            refused = self.reader.subprotocol is None
+            self.fan.errors.append(f"upgrade refused: {exc}" if refused else str(exc))
             assert self.transport is not None
             self.transport.abort()
             return
+        if opened:
+            self.send(OP_TEXT, json.dumps(self.fan.subscribe_message()).encode())
         for opcode, payload, _ in messages:
             if opcode == OP_BINARY:
                 self.fan.on_message(msgpack.unpackb(payload, raw=False, strict_map_key=False))
