@@ -44,15 +44,20 @@ def unzigzag(z: NDArray[np.uint64]) -> NDArray[np.int64]:
     return ((z >> np.uint64(1)).astype(np.int64)) ^ -((z & np.uint64(1)).astype(np.int64))
 
 
-def varint_lengths(v: NDArray[np.uint64]) -> NDArray[np.int64]:
-    """Bytes of the varint of each value (1 for 0), same shape as ``v``."""
+def _group_lengths(v: NDArray[np.uint64], bits: int) -> NDArray[np.int64]:
+    """Groups of ``bits`` value bits each value needs (1 for 0), same shape as ``v``."""
     n = np.ones(v.shape, dtype=np.int64)
-    for k in range(1, 10):
-        above = v >= np.uint64(1 << (7 * k))
+    for k in range(1, 64 // bits + 1):
+        above = v >= np.uint64(1 << (bits * k))
         if not above.any():
             break
         n += above
     return n
+
+
+def varint_lengths(v: NDArray[np.uint64]) -> NDArray[np.int64]:
+    """Bytes of the varint of each value (1 for 0), same shape as ``v``."""
+    return _group_lengths(v, 7)
 
 
 def write_varints(
@@ -78,13 +83,7 @@ def write_varints(
 
 def nibble_lengths(v: NDArray[np.uint64]) -> NDArray[np.int64]:
     """Nibbles of the nibble varint of each value (1 for 0), same shape as ``v``."""
-    n = np.ones(v.shape, dtype=np.int64)
-    for k in range(1, 22):
-        above = v >= np.uint64(1 << (3 * k))
-        if not above.any():
-            break
-        n += above
-    return n
+    return _group_lengths(v, 3)
 
 
 def write_nibbles(
