@@ -142,18 +142,30 @@ class TansuBroker:
             meanwhile).
         start_timeout_s: How long :meth:`start` waits for Kafka answers.
         binary: The broker executable; default :func:`broker_binary`.
+        advertised_port: Advertise ``127.0.0.1:advertised_port`` instead of its
+            own address, e.g. a proxy's in front of it: every Kafka client
+            (which reconnects to the advertised address) then goes through the
+            proxy.  :attr:`bootstrap` is that address; :attr:`port` the broker's.
 
     Use as ``with TansuBroker() as broker: ... broker.bootstrap ...``.
     """
 
     def __init__(
-        self, port: int = 0, *, start_timeout_s: float = 15.0, binary: str | None = None
+        self,
+        port: int = 0,
+        *,
+        start_timeout_s: float = 15.0,
+        binary: str | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         if not 0 <= port < 65536:
             raise ValueError(f"port must be in 0..65535, got {port}")
+        if advertised_port is not None and not 0 < advertised_port < 65536:
+            raise ValueError(f"advertised_port must be in 1..65535, got {advertised_port}")
         if start_timeout_s <= 0:
             raise ValueError("start_timeout_s must be positive")
         self._requested_port = port
+        self._advertised_port = advertised_port
         self.start_timeout_s = start_timeout_s
         self._binary = binary
         self._port = 0
@@ -167,10 +179,13 @@ class TansuBroker:
 
     @property
     def bootstrap(self) -> str:
-        """``"127.0.0.1:PORT"``, for ``--kafka`` and ``BusConfig.kafka``."""
+        """``"127.0.0.1:PORT"`` (the advertised port), for ``--kafka`` and ``BusConfig.kafka``."""
         if self._process is None:
             raise BrokerError("the broker is not started")
-        return f"127.0.0.1:{self._port}"
+        return f"127.0.0.1:{self._advertised()}"
+
+    def _advertised(self) -> int:
+        return self._advertised_port or self._port
 
     @property
     def running(self) -> bool:
@@ -214,14 +229,13 @@ class TansuBroker:
                 raise BrokerError(f"127.0.0.1:{port} is already in use: {exc}") from exc
         # Open for the broker's whole life; closed by stop().
         self._log = tempfile.TemporaryFile(prefix="tansu-")  # noqa: SIM115
-        url = f"tcp://127.0.0.1:{port}"
         command = [
             binary,
             "broker",
             "--listener-url",
-            url,
+            f"tcp://127.0.0.1:{port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{self._advertised_port or port}",
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -258,8 +272,10 @@ class TansuBroker:
                 # Not up yet: a short pause between connection attempts.
                 time.sleep(0.02)
                 continue
-            if ("127.0.0.1", self._port) not in brokers:
-                raise BrokerError(f"the broker advertises {brokers}, not 127.0.0.1:{self._port}")
+            if ("127.0.0.1", self._advertised()) not in brokers:
+                raise BrokerError(
+                    f"the broker advertises {brokers}, not 127.0.0.1:{self._advertised()}"
+                )
             return
         raise BrokerError(
             f"the broker did not answer Kafka requests on 127.0.0.1:{self._port} within "

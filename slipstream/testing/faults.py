@@ -1,10 +1,9 @@
-"""Fault-injection tools: a cuttable TCP proxy, a broker behind it, service processes.
+"""Fault-injection tools: a cuttable TCP proxy, service processes.
 
 * :class:`CutProxy` forwards loopback TCP connections to an upstream port and
   can *cut* them: abort every open connection and refuse new ones until
   :meth:`CutProxy.restore` (a network failure, as both peers see it).
-* :class:`ProxiedBroker` runs a Tansu broker that advertises a *proxy's*
-  address, so every Kafka client (which reconnects to the advertised address)
+  In front of ``TansuBroker(advertised_port=proxy_port)`` every Kafka client
   goes through the proxy, and an outage of the proxy is an outage of the broker.
 * :class:`Service` runs one ``python -m slipstream ...`` process with its log
   in a file, waits for it, kills it with ``SIGKILL`` or stops it with
@@ -38,17 +37,12 @@ from typing import IO, Any
 
 from slipstream.errors import SlipstreamError
 from slipstream.testing.broker import (
-    BrokerError,
     _die_with_parent,
-    broker_binary,
-    free_port,
-    probe,
 )
 
 __all__ = [
     "CutProxy",
     "FaultToolError",
-    "ProxiedBroker",
     "Service",
     "rss_bytes",
     "slope_per_s",
@@ -184,71 +178,6 @@ class CutProxy:
                 await writer.drain()
         # One side ended: end both (the other pump then sees EOF or an error).
         writer.transport.abort()
-
-
-class ProxiedBroker:
-    """A Tansu broker (in-memory storage) that advertises ``127.0.0.1:advertised_port``.
-
-    Start a :class:`CutProxy` on ``advertised_port`` in front of :attr:`port`;
-    give clients ``127.0.0.1:advertised_port`` as bootstrap.  Every connection
-    of every client then runs through the proxy.
-
-    Args:
-        advertised_port: The proxy's port.
-        start_timeout_s: How long :meth:`start` waits for Kafka answers.
-    """
-
-    def __init__(self, advertised_port: int, *, start_timeout_s: float = 15.0) -> None:
-        self.advertised_port = advertised_port
-        self.start_timeout_s = start_timeout_s
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        """The address clients use: the proxy's."""
-        return f"127.0.0.1:{self.advertised_port}"
-
-    def start(self) -> None:
-        """Start the broker on a free port and wait until it answers (directly)."""
-        self.port = free_port()
-        self._log = tempfile.TemporaryFile(prefix="tansu-")  # noqa: SIM115
-        command = [
-            broker_binary(), "broker",
-            "--listener-url", f"tcp://127.0.0.1:{self.port}",
-            "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
-            "--storage-engine", "memory://tansu/",
-        ]  # fmt: skip
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),  # killed with us, even by SIGKILL
-        )
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise FaultToolError(f"the broker exited with code {self._process.returncode}")
-            try:
-                probe("127.0.0.1", self.port, timeout_s=1.0)
-            except (OSError, BrokerError):
-                time.sleep(0.02)  # not listening yet: a short pause between attempts
-                continue
-            return
-        self.stop()
-        raise FaultToolError(f"the broker did not answer within {self.start_timeout_s:g} s")
-
-    def stop(self) -> None:
-        """Terminate the broker (kill it after 5 s)."""
-        process, self._process = self._process, None
-        if process is not None:
-            _end(process, signal.SIGTERM, 5.0)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def _end(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:

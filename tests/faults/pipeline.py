@@ -22,7 +22,7 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.config import DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, BusConfig
 from slipstream.records import RawBatch, decode_frame, decode_raw
 from slipstream.testing.broker import TansuBroker, free_port
-from slipstream.testing.faults import CutProxy, ProxiedBroker, Service
+from slipstream.testing.faults import CutProxy, Service
 from tests.faults.fans import FanFleet, digest
 from tests.faults.scale import scale
 
@@ -67,20 +67,15 @@ async def kafka_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Broker, ``nodes`` broadcast nodes, downsample and a simulated race (see module doc)."""
     s = scale()
-    broker: TansuBroker | ProxiedBroker
     proxy: CutProxy | None = None
     async with contextlib.AsyncExitStack() as stack:
-        if proxied:
-            proxy_port = free_port()
-            broker = ProxiedBroker(proxy_port)
-            broker.start()
-            stack.callback(broker.stop)
+        proxy_port = free_port() if proxied else None
+        broker = TansuBroker(advertised_port=proxy_port)
+        broker.start()
+        stack.callback(broker.stop)
+        if proxy_port is not None:
             proxy = CutProxy(broker.port, port=proxy_port)
             await stack.enter_async_context(proxy)
-        else:
-            broker = TansuBroker()
-            broker.start()
-            stack.callback(broker.stop)
         bootstrap = broker.bootstrap
         bus_args = ["--kafka", bootstrap, "--partitions", str(PARTITIONS)]
         downsample = Service(

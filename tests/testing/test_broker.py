@@ -65,6 +65,17 @@ def test_arguments_are_checked() -> None:
         TansuBroker(70000)
     with pytest.raises(ValueError):
         TansuBroker(start_timeout_s=0)
+    with pytest.raises(ValueError, match="advertised_port"):
+        TansuBroker(advertised_port=0)
+
+
+@pytest.mark.kafka
+def test_a_broker_can_advertise_another_address() -> None:
+    """In front of a proxy: clients get the proxy's address, the broker listens on its own."""
+    proxy_port = free_port()
+    with TansuBroker(advertised_port=proxy_port) as broker:
+        assert broker.bootstrap == f"127.0.0.1:{proxy_port}" and broker.port != proxy_port
+        assert probe("127.0.0.1", broker.port) == [("127.0.0.1", proxy_port)]
 
 
 def test_binary_comes_from_the_installed_wheel() -> None:
