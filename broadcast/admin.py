@@ -5,9 +5,9 @@
   longer carries: the current race's ``race_start`` data (track, laps, entry
   list with drivers), its latest ``flag`` event and its last race-control
   events (as ``event`` messages, lap events aside), as JSON.
-* ``GET /v1/sessions``: every WebSocket session of this node with its
-  subscription, cursor and the bytes per second its subscription costs, as
-  JSON (for operators and the browser tests).
+* ``GET /v1/sessions``: every fan of this node (WebSocket, event stream) with
+  its subscription, cursor and the bytes per second its subscription costs,
+  and the count of held long-polls, as JSON (for operators and the browser tests).
 
 :class:`RaceInfo` is a pure core fed with the ticks the node publishes.
 It also registers ``slipstream_process_resident_bytes`` (the process's
@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcast.fan import LIVE
 from broadcast.hub import Hub
 from broadcast.ticks import TickData
 from slipstream.catalogue import CATALOGUE
@@ -93,16 +94,19 @@ def resident_bytes() -> float:
 def _session_rows(hub: Hub) -> list[dict[str, Any]]:
     ticks = list(hub.ring)[-RATE_TICKS:]
     span_s = (ticks[-1].emitted_ns - ticks[0].emitted_ns) / 1e9 if len(ticks) > 1 else 0.0
+    fans = hub.fans
     rows: list[dict[str, Any]] = []
-    for session in list(hub.sessions):
-        sub = session.sub
+    sizes_of: dict[Any, list[int]] = {}  # fans of one subscription cost the same
+    for fan in fans:
+        sub = fan.sub
+        race, tick = fans.position(fan)
         row: dict[str, Any] = {
-            "id": f"{id(session):x}",
-            "transport": "ws",
-            "remote": list(session.conn.remote_address or ())[:2],
-            "live": session.live,
-            "race": session.race,
-            "tick": session.last_tick,
+            "id": fan.id,
+            "transport": fan.transport,
+            "remote": fan.remote,
+            "live": fan.state == LIVE,
+            "race": race,
+            "tick": tick,
             "cars": None,
             "groups": None,
             "codec": None,
@@ -114,7 +118,9 @@ def _session_rows(hub: Hub) -> list[dict[str, Any]]:
             row["groups"] = [CATALOGUE.groups[g].name for g in sub.groups]
             row["codec"] = sub.codec
             # Live fans get the shared delta message of their subscription per tick.
-            sizes = [len(t.message(sub.key, False)) for t in ticks]
+            sizes = sizes_of.get(sub.key)
+            if sizes is None:
+                sizes = sizes_of[sub.key] = [len(t.message(sub.key, False)) for t in ticks]
             if sizes:
                 row["bytes_per_tick"] = sum(sizes) / len(sizes)
             if span_s > 0:

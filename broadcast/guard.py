@@ -37,7 +37,15 @@ from slipstream.gate import Entry, Gate, Refusal, SessionGate, close_reason
 from slipstream.limits import Breach
 from slipstream.metrics import Registry
 
-__all__ = ["GUARD_KEY", "Close", "Guard", "SessionGuard", "is_telemetry_path", "scope_request"]
+__all__ = [
+    "GUARD_KEY",
+    "Close",
+    "Guard",
+    "SessionGuard",
+    "is_telemetry_path",
+    "request_grant",
+    "scope_request",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +233,11 @@ def _peer(address: Any) -> str:
 
 
 GUARD_KEY = web.AppKey("slipstream.guard", Guard)
+
+
+def request_grant(request: web.Request) -> Grant | None:
+    """The token grant the middleware found on a telemetry request (None: no token)."""
+    return request.get(_GRANT)
 
 
 def scope_request(request: web.Request, sub: Subscribe) -> Subscribe:

@@ -1,11 +1,11 @@
-"""The hub: ticks in, fan-out to WebSocket sessions, wake-ups for long-polls.
+"""The node's live side on the event loop: ticks in, fan-out plans carried out.
 
-The hub lives on the event loop but does no waiting of its own: the server
-feeds it ticks (:meth:`Hub.publish`), and it writes each subscription's shared
-message to every connection in that state with ``websockets``' ``broadcast()``
-(no backpressure, so a connection whose unsent bytes pass the limit is
-skipped: it is *behind*, gets a ``conflated`` notice and a keyframe when it
-catches up, and is closed with 4008 if it stays behind).
+The decisions are the pure core's (:class:`~broadcast.fans.Fans` and each
+:class:`~broadcast.fan.Fan`); the hub only does what they say: it publishes
+ticks and writes each tick's plan (the same bytes to every fan of a group, one
+write per fan), carries out per-fan actions through the fan's connection,
+re-reads ticks from the bus for resumes past the ring, closes fans whose token
+expired, and wakes long-polls.
 """
 
 from __future__ import annotations
@@ -15,41 +15,55 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any
-
-from websockets.asyncio.server import ServerConnection, broadcast
+from typing import Protocol
 
 from broadcast.config import BroadcastConfig
-from broadcast.fanout import EncodedTick, FanoutStats, SubKey
+from broadcast.fan import Action, Close, Fan, ReadHistory, Send
+from broadcast.fanout import EncodedTick
+from broadcast.fans import Fans
 from broadcast.history import BusHistory, HistoryUnavailable
-from broadcast.protocol import CLOSE_TOO_SLOW, PROTOCOL_VERSION, SUBPROTOCOL, encode_message
 from broadcast.ring import ReplayRing, notice_message
 from broadcast.ticks import TickData
-from slipstream.catalogue import CATALOGUE
-from slipstream.codecs import CODECS
 from slipstream.metrics import Registry
 
-if TYPE_CHECKING:
-    from broadcast.session import Session
-
-__all__ = ["Hub"]
+__all__ = ["Connection", "Hub"]
 
 logger = logging.getLogger(__name__)
 
+#: How often token expiry is checked.
+EXPIRY_CHECK_S = 1.0
+
+
+class Connection(Protocol):
+    """What a transport adapter does for its fan's actions."""
+
+    def send(self, message: bytes, event_id: str | None) -> None:
+        """Write one server message, framed for the transport."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the session (WebSocket close code and reason)."""
+
 
 class Hub:
-    """State shared by every connection of a node: ring, sessions, metrics."""
+    """The fans of a node and the I/O their decisions need (see module doc)."""
 
     def __init__(self, config: BroadcastConfig, registry: Registry) -> None:
         self.config = config
-        self.ring = ReplayRing(config.replay_ticks)
-        self.sessions: set[Session] = set()
-        self.stats = FanoutStats()
-        self.known_cars: frozenset[int] = frozenset()
+        self.fans = Fans(config, registry)
         self.history: BusHistory | None = None
         self._tick_event = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry: asyncio.Task[None] | None = None
         self.poll_waiting = 0
         self.closing = False
+        fans = self.fans
+        self.stats = fans.stats
+        self.m_keyframes = fans.m_keyframes
+        self.m_replays = fans.m_replays
+        self.m_replayed = fans.m_replayed
+        self.m_errors = fans.m_errors
+        self.m_slow_drops = fans.m_slow_drops
+        self.m_slow_closes = fans.m_slow_closes
         r = registry
         self.m_subscribers = r.gauge("slipstream_subscribers", "Connected fans by transport")
         self.m_messages = r.counter(
@@ -57,30 +71,14 @@ class Hub:
         )
         self.m_bytes = r.counter("slipstream_bytes_sent_total", "Bytes sent to fans by transport")
         self.m_ticks = r.counter("slipstream_broadcast_ticks_total", "Ticks emitted by this node")
-        self.m_replays = r.counter(
-            "slipstream_replays_total", "Resumes served by replaying missed ticks"
-        )
-        self.m_replayed = r.counter(
-            "slipstream_replayed_ticks_total", "Ticks sent again to resuming fans"
-        )
         self.m_history = r.counter(
             "slipstream_history_ticks_total", "Ticks re-read from the bus for resumes past the ring"
         )
-        self.m_keyframes = r.counter(
-            "slipstream_keyframes_forced_total", "Keyframes sent in place of deltas, by reason"
-        )
-        self.m_slow_drops = r.counter(
-            "slipstream_slow_fan_drops_total", "Ticks skipped for fans that fell behind"
-        )
-        self.m_slow_closes = r.counter(
-            "slipstream_slow_fan_disconnects_total", "Fans closed for staying behind"
-        )
-        self.m_errors = r.counter("slipstream_client_errors_total", "Bad client input, by code")
         self.m_encode = r.counter(
             "slipstream_tick_encode_seconds_total", "Time spent encoding and assembling ticks"
         )
         self.m_fanout = r.counter(
-            "slipstream_tick_fanout_seconds_total", "Time spent writing ticks to WebSockets"
+            "slipstream_tick_fanout_seconds_total", "Time spent writing ticks to fans"
         )
         self.m_last_fanout = r.gauge(
             "slipstream_tick_fanout_seconds", "Encode and fan-out time of the latest tick"
@@ -88,18 +86,39 @@ class Hub:
         self.m_encodes = r.gauge(
             "slipstream_tick_encodes", "Codec encodes of the latest tick (one per codec in use)"
         )
-        self.m_subscribers.set_function(lambda: float(len(self.sessions)), transport="ws")
+        for transport in ("ws", "sse"):
+            self.m_subscribers.set_function(
+                lambda t=transport: float(fans.count(t)),  # type: ignore[misc]
+                transport=transport,
+            )
         self.m_subscribers.set_function(lambda: float(self.poll_waiting), transport="poll")
+
+    @property
+    def ring(self) -> ReplayRing:
+        """The replay ring."""
+        return self.fans.ring
+
+    @property
+    def known_cars(self) -> frozenset[int]:
+        """Cars of the current race."""
+        return self.fans.known_cars
+
+    def start(self) -> None:
+        """Start closing fans whose token expires (call on the running loop)."""
+        if self._expiry is None:
+            self._expiry = asyncio.get_running_loop().create_task(
+                self._expire_loop(), name="broadcast-expiry"
+            )
 
     # -- ticks --------------------------------------------------------------
 
     def publish(self, ticks: Iterable[TickData], known_cars: frozenset[int]) -> None:
         """Add new ticks to the ring, fan them out and wake long-polls."""
-        self.known_cars = known_cars
+        self.fans.known_cars = known_cars
         published = False
         for data in ticks:
             encoded = EncodedTick(data, self.stats)
-            self.ring.append(encoded)
+            self.fans.publish(encoded)
             self.m_ticks.inc()
             self._fan_out(encoded)
             published = True
@@ -107,59 +126,33 @@ class Hub:
             self._tick_event.set()
             self._tick_event = asyncio.Event()
 
-    def history_reaches(self, race: str, after: int) -> bool:
-        """Whether the ticks between ``after`` and the ring may be re-read from the bus."""
-        ring = self.ring
-        if self.history is None or ring.race != race or not len(ring):
-            return False
-        first = next(iter(ring)).tick
-        return (
-            first - 1 > after >= first - 1 - self.config.history_ticks
-            and self.history.index.covers(race, after)
-        )
-
-    async def history_chunks(
-        self, race: str, after: int
-    ) -> AsyncGenerator[list[EncodedTick], None]:
-        """Ticks after ``after`` up to the ring's first, re-read from the bus, a chunk at a time.
-
-        Raises:
-            HistoryUnavailable: The bus no longer has (some of) them.
-        """
-        if self.history is None or not self.history_reaches(race, after):
-            raise HistoryUnavailable(f"ticks after {after} of race {race} are not available")
-        first = next(iter(self.ring)).tick
-        async with contextlib.aclosing(self.history.chunks(race, after, first - 1)) as chunks:
-            async for chunk in chunks:
-                self.m_history.inc(float(len(chunk)))
-                yield chunk
+    def _fan_out(self, tick: EncodedTick) -> None:
+        start = time.perf_counter()
+        encodes = self.stats.encodes
+        plan = self.fans.plan(tick)
+        planned = time.perf_counter()
+        for fan, action in plan.actions:
+            self.perform(fan, (action,))
+        for _, data, sinks in plan.writes:
+            for sink in sinks:
+                sink(data)
+        end = time.perf_counter()
+        for transport, data, sinks in plan.writes:
+            self.sent(transport, len(sinks), len(sinks) * len(data))
+        self.m_encode.inc(planned - start)
+        self.m_fanout.inc(end - planned)
+        self.m_last_fanout.set(end - start)
+        self.m_encodes.set(float(self.stats.encodes - encodes))
 
     def close(self) -> None:
-        """The node is stopping: wake every held long-poll."""
+        """The node is stopping: wake every held long-poll, stop the timers."""
         self.closing = True
         self._tick_event.set()
-
-    def hello(self, server_id: str, **extra: Any) -> bytes:
-        """The hello message of a new connection or stream (``extra``: transport fields)."""
-        latest = self.ring.latest
-        cfg = self.config
-        return encode_message(
-            {
-                "t": "hello",
-                "v": PROTOCOL_VERSION,
-                "protocol": SUBPROTOCOL,
-                "server": server_id,
-                "race": latest.race if latest else None,
-                "tick": latest.tick if latest else None,
-                "catalogue": CATALOGUE.hash,
-                "heartbeat_s": cfg.ping_interval_s,
-                "replay_ticks": cfg.replay_ticks,
-                "codecs": list(CODECS),
-                "default_codec": cfg.default_codec,
-                "max_message_bytes": cfg.max_message_bytes,
-                **extra,
-            }
-        )
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        for task in list(self._tasks):
+            task.cancel()
 
     def shutdown_notice(self) -> bytes:
         """The ``shutdown`` notice every fan gets when the node stops."""
@@ -187,81 +180,56 @@ class Hub:
         self.m_messages.inc(float(messages), transport=transport)
         self.m_bytes.inc(float(size), transport=transport)
 
-    def _fan_out(self, tick: EncodedTick) -> None:
-        start = time.perf_counter()
-        encodes = self.stats.encodes
-        limit = self.config.max_send_buffer_bytes
-        targets: dict[tuple[SubKey, bool], list[ServerConnection]] = {}
-        everyone: list[ServerConnection] = []
-        for session in list(self.sessions):
-            sub = session.sub
-            if sub is None or not session.live:
-                continue
-            if session.wait_until is not None:
-                race, until = session.wait_until
-                if race == tick.race and tick.tick <= until:
-                    continue
-                session.wait_until = None
-            conn = session.conn
-            transport = conn.transport
-            if transport is None or transport.is_closing():
-                continue
-            if transport.get_write_buffer_size() > limit:
-                self._behind(session, tick)
-                continue
-            if session.behind_from is not None:
-                text = (
-                    f"you fell behind: ticks {session.behind_from}..{tick.tick - 1} were "
-                    "dropped; this tick is a keyframe"
-                )
-                self._send_one(
-                    conn,
-                    notice_message(
-                        "conflated", text, tick.race, session.behind_from, tick.tick - 1
-                    ),
-                )
-                session.behind_from = None
-                session.behind_ticks = 0
-                self.m_keyframes.inc(reason="slow")
-            # A new race starts from a keyframe (the fan's state is of the old one).
-            keyframe = session.needs_keyframe or (
-                session.race is not None and session.race != tick.race
-            )
-            targets.setdefault((sub.key, keyframe), []).append(conn)
-            everyone.append(conn)
-            session.needs_keyframe = False
-            session.race = tick.race
-            session.last_tick = tick.tick
-        for event in tick.event_messages():
-            self._broadcast(everyone, event)
-        encode_s = 0.0
-        for (key, keyframe), conns in targets.items():
-            t0 = time.perf_counter()
-            message = tick.message(key, keyframe)
-            encode_s += time.perf_counter() - t0
-            self._broadcast(conns, message)
-        total = time.perf_counter() - start
-        self.m_encode.inc(encode_s)
-        self.m_fanout.inc(max(0.0, total - encode_s))
-        self.m_last_fanout.set(total)
-        self.m_encodes.set(float(self.stats.encodes - encodes))
+    # -- actions -------------------------------------------------------------
 
-    def _behind(self, session: Session, tick: EncodedTick) -> None:
-        self.m_slow_drops.inc()
-        if session.behind_from is None:
-            session.behind_from = tick.tick
-        session.behind_ticks += 1
-        session.needs_keyframe = True
-        if session.behind_ticks == self.config.slow_fan_ticks:
-            self.m_slow_closes.inc()
-            logger.info("closing a fan that stayed behind for %d ticks", session.behind_ticks)
-            session.close_soon(CLOSE_TOO_SLOW, "too slow: stayed behind the stream")
+    def perform(self, fan: Fan, actions: Iterable[Action]) -> None:
+        """Carry out a fan's actions through its connection (``fan.owner``)."""
+        conn: Connection = fan.owner
+        for action in actions:
+            if isinstance(action, Send):
+                conn.send(action.message, action.event_id)
+            elif isinstance(action, Close):
+                conn.close(action.code, action.reason)
+            elif isinstance(action, ReadHistory):
+                task = asyncio.get_running_loop().create_task(self._replay(fan, action))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    def _broadcast(self, conns: list[ServerConnection], message: bytes) -> None:
-        if not conns:
-            return
-        broadcast(conns, message)
-        self.sent("ws", len(conns), len(conns) * len(message))
+    async def _replay(self, fan: Fan, action: ReadHistory) -> None:
+        """Re-read ticks from the bus for a resuming fan, chunk by chunk."""
+        try:
+            async with contextlib.aclosing(
+                self.history_chunks(action.race, action.after)
+            ) as chunks:
+                async for chunk in chunks:
+                    self.perform(fan, fan.history_chunk(chunk))
+        except HistoryUnavailable as exc:
+            # What was sent stands; history_end() notices the gap that is left.
+            logger.info("resume from the bus stopped: %s", exc)
+        self.perform(fan, fan.history_end())
 
-    def _send_one(self, conn: ServerConnection, message: bytes) -> None:
-        self._broadcast([conn], message)
+    def history_reaches(self, race: str, after: int) -> bool:
+        """Whether the ticks between ``after`` and the ring may be re-read from the bus."""
+        return self.fans.history_reaches(race, after)
+
+    async def history_chunks(
+        self, race: str, after: int
+    ) -> AsyncGenerator[list[EncodedTick], None]:
+        """Ticks after ``after`` up to the ring's first, re-read from the bus, a chunk at a time.
+
+        Raises:
+            HistoryUnavailable: The bus no longer has (some of) them.
+        """
+        if self.history is None or not self.history_reaches(race, after):
+            raise HistoryUnavailable(f"ticks after {after} of race {race} are not available")
+        first = next(iter(self.ring)).tick
+        async with contextlib.aclosing(self.history.chunks(race, after, first - 1)) as chunks:
+            async for chunk in chunks:
+                self.m_history.inc(float(len(chunk)))
+                yield chunk
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            for fan, action in self.fans.expired(time.time()):
+                self.perform(fan, (action,))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from broadcast.fan import Fan, ReadHistory, Send
 from broadcast.fanout import EncodedTick
 from broadcast.guard import scope_request
 from broadcast.history import HistoryUnavailable
@@ -28,15 +30,15 @@ from broadcast.protocol import (
     SUBPROTOCOL,
     Cursor,
     ProtocolError,
+    Subscribe,
     build_subscribe,
     parse_cursor,
 )
-from broadcast.ring import plan_resume
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import CODECS
 from slipstream.metrics import Registry
 
-__all__ = ["POLL_CONTENT_TYPE", "make_app"]
+__all__ = ["POLL_CONTENT_TYPE", "bad_request", "collect", "make_app", "request_subscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ _PLACEHOLDER = """<!doctype html><html><head><title>Slipstream</title></head><bo
 """
 
 
-def _bad_request(exc: ProtocolError) -> web.Response:
+def bad_request(exc: ProtocolError) -> web.Response:
+    """A 400 answer naming what was wrong."""
     body = json.dumps({"code": exc.code, "message": exc.message})
     return web.Response(status=400, text=body, content_type="application/json")
 
@@ -60,7 +63,12 @@ def _list(text: str | None) -> list[str] | None:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _request_subscription(hub: Hub, query: Any) -> tuple[Any, bool]:
+def request_subscription(hub: Hub, query: Any) -> tuple[Subscribe, Cursor | None, bool]:
+    """The subscription, cursor and keyframe flag of a ``/v1/poll`` or ``/v1/stream`` query.
+
+    Raises:
+        ProtocolError: A parameter is wrong.
+    """
     cars_text = _list(query.get("cars"))
     cars: list[Any] | None = None
     if cars_text is not None:
@@ -85,62 +93,39 @@ def _request_subscription(hub: Hub, query: Any) -> tuple[Any, bool]:
         known_cars=hub.known_cars or None,
     )
     keyframe = query.get("keyframe", "0") not in ("0", "", "false")
-    return (sub, cursor), keyframe
+    return sub, cursor, keyframe
 
 
-def _collect(
-    hub: Hub, sub: Any, cursor: Cursor | None, keyframe: bool
+async def collect(
+    hub: Hub, sub: Subscribe, cursor: Cursor | None, keyframe: bool
 ) -> tuple[list[bytes], Cursor | None]:
-    """Messages after ``cursor`` now (empty when nothing is new yet)."""
-    latest = hub.ring.latest
-    plan = plan_resume(hub.ring, cursor, keyframe)
-    messages: list[bytes] = []
-    if plan.jump and latest is not None:
-        if plan.notice is not None:
-            messages.append(plan.notice)
-            hub.m_keyframes.inc(reason="resume_gap")
-        messages.append(latest.message(sub.key, True))
-        return messages, Cursor(latest.race, latest.tick)
-    replay = plan.replay
-    if not replay and cursor is not None and plan.wait_until >= 0:
-        replay = [t for t in hub.ring if t.race == cursor.race and t.tick > plan.wait_until]
-    if not replay:
-        return [], cursor
-    first = plan.keyframe_first
-    for tick in replay:
-        messages.extend(tick.event_messages())
-        messages.append(tick.message(sub.key, first))
-        first = False
-    last = replay[-1]
-    return messages, Cursor(last.race, last.tick)
+    """Messages after ``cursor`` now (empty when nothing is new yet), and the next cursor.
 
-
-async def _from_history(
-    hub: Hub, sub: Any, cursor: Cursor | None, keyframe: bool
-) -> tuple[list[bytes], Cursor] | None:
-    """Messages after a cursor past the ring, re-read from the bus (None: not there).
-
-    At most one chunk of re-read ticks per response (the poller comes back for
-    more), plus the ring's ticks when the chunk reaches them.
+    A long-poll is a fan that lives for one request: it resumes from the cursor
+    like any fan (:meth:`Fan.resume`), re-reading at most one chunk of ticks
+    from the bus per response (the poller comes back for more).
     """
-    latest = hub.ring.latest
-    if cursor is None or latest is None or not hub.history_reaches(cursor.race, cursor.tick):
-        return None
-    ticks: list[EncodedTick] = []
-    with contextlib.suppress(HistoryUnavailable):
-        async with contextlib.aclosing(hub.history_chunks(cursor.race, cursor.tick)) as chunks:
-            async for chunk in chunks:
-                ticks = chunk
-                break
-    if not ticks:
-        return None
-    ticks += hub.ring.after(cursor.race, ticks[-1].tick) or []
+    fan = Fan(hub.fans, "poll", None)
+    actions = fan.resume(dataclasses.replace(sub, cursor=cursor, keyframe=keyframe))
     messages: list[bytes] = []
-    for i, tick in enumerate(ticks):
-        messages.extend(tick.event_messages())
-        messages.append(tick.message(sub.key, keyframe and i == 0))
-    hub.m_replays.inc()
-    return messages, Cursor(ticks[-1].race, ticks[-1].tick)
+    for action in actions:
+        if isinstance(action, Send):
+            messages.append(action.message)
+        elif isinstance(action, ReadHistory):
+            first: list[EncodedTick] = []
+            with contextlib.suppress(HistoryUnavailable):
+                async with contextlib.aclosing(
+                    hub.history_chunks(action.race, action.after)
+                ) as chunks:
+                    async for chunk in chunks:
+                        first = chunk
+                        break
+            more = fan.history_chunk(first) + fan.history_end(more=True)
+            messages += [a.message for a in more if isinstance(a, Send)]
+    race, tick = fan.cursor
+    if not messages:
+        return [], cursor
+    return messages, Cursor(race, tick) if race is not None else cursor
 
 
 def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
@@ -148,22 +133,17 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
 
     async def poll(request: web.Request) -> web.Response:
         try:
-            (sub, cursor), keyframe = _request_subscription(hub, request.query)
+            sub, cursor, keyframe = request_subscription(hub, request.query)
         except ProtocolError as exc:
             hub.m_errors.inc(code=exc.code)
-            return _bad_request(exc)
+            return bad_request(exc)
         sub = scope_request(request, sub)  # 403 outside the token's scope
         loop = asyncio.get_running_loop()
         loop_deadline = loop.time() + hub.config.poll_hold_s
         hub.poll_waiting += 1
         try:
-            next_cursor: Cursor | None
             while True:
-                history = await _from_history(hub, sub, cursor, keyframe)
-                if history is not None:
-                    messages, next_cursor = history
-                    break
-                messages, next_cursor = _collect(hub, sub, cursor, keyframe)
+                messages, next_cursor = await collect(hub, sub, cursor, keyframe)
                 remaining = loop_deadline - loop.time()
                 if messages or remaining <= 0 or hub.closing:
                     break
@@ -172,13 +152,6 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
             hub.poll_waiting -= 1
         if hub.closing:
             messages.append(hub.shutdown_notice())
-        if (
-            cursor is not None
-            and messages
-            and next_cursor is not None
-            and cursor.race == next_cursor.race
-        ):
-            hub.m_replayed.inc(float(max(0, next_cursor.tick - cursor.tick - 1)))
         body = msgpack.packb(
             {
                 "v": PROTOCOL_VERSION,
@@ -207,7 +180,11 @@ def make_app(hub: Hub, registry: Registry, server_id: str) -> web.Application:
                 "server": server_id,
                 "race": latest.race if latest else None,
                 "tick": latest.tick if latest else None,
-                "subscribers": {"ws": len(hub.sessions), "poll": hub.poll_waiting},
+                "subscribers": {
+                    "ws": hub.fans.count("ws"),
+                    "sse": hub.fans.count("sse"),
+                    "poll": hub.poll_waiting,
+                },
             }
         )
 

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
-from typing import Any
 
 from aiohttp import web
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
 
 from broadcast.admin import RaceInfo, add_admin_routes
 from broadcast.config import BroadcastConfig
@@ -25,10 +20,9 @@ from broadcast.guard import Guard
 from broadcast.history import BusHistory, TickIndex
 from broadcast.hub import Hub
 from broadcast.longpoll import make_app
-from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
-from broadcast.session import Session
 from broadcast.sse import add_sse_routes
 from broadcast.ticks import TickAssembler
+from broadcast.ws import WsServer
 from slipstream.bus import Bus, Consumer, Record, TopicPartition, partition_for
 from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
@@ -46,7 +40,6 @@ from slipstream.records import (
 __all__ = ["BroadcastServer"]
 
 logger = logging.getLogger(__name__)
-_ws_logger = logging.getLogger("broadcast.websocket")
 
 #: Longest a starting node reads the bus before it accepts fans anyway.
 CATCH_UP_TIMEOUT_S = 60.0
@@ -73,17 +66,20 @@ class BroadcastServer:
         self.config = config
         self.bus = bus
         self.registry = registry if registry is not None else Registry()
+        self.server_id = config.server_id or f"node-{uuid.uuid4().hex[:8]}"
+        if config.server_id is None:
+            config = self.config = dataclasses.replace(config, server_id=self.server_id)
         self.hub = Hub(config, self.registry)
         self.guard = Guard(gate or Gate(), self.registry)
+        self.ws = WsServer(self.hub, self.guard)
         self.race_info = RaceInfo()
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._catch_up_to: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
         self._port = config.port
-        self.server_id = config.server_id or f"node-{uuid.uuid4().hex[:8]}"
         r = self.registry
         self._m_frames = r.counter("slipstream_broadcast_frames_total", "Frames read by this node")
         self._m_bad = r.counter(
@@ -131,31 +127,17 @@ class BroadcastServer:
         app = make_app(self.hub, self.registry, self.server_id)
         self.guard.install(app)
         add_admin_routes(app, self.hub, self.race_info, self.registry)
-        add_sse_routes(app, self.hub, self.server_id)
+        add_sse_routes(app, self.hub)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         http_factory = self._runner.server
         assert http_factory is not None
         loop = asyncio.get_running_loop()
-
-        def ws_factory() -> ServerConnection:
-            protocol = ServerProtocol(
-                subprotocols=[Subprotocol(SUBPROTOCOL)],
-                select_subprotocol=_select_subprotocol,
-                max_size=cfg.max_message_bytes,
-                logger=_ws_logger,
-            )
-            return ServerConnection(
-                protocol,
-                server,
-                ping_interval=cfg.ping_interval_s,
-                ping_timeout=cfg.ping_timeout_s,
-                close_timeout=cfg.close_timeout_s,
-            )
+        ws = self.ws
 
         async def create_server() -> asyncio.Server:
             return await loop.create_server(
-                lambda: DispatchProtocol(ws_factory, http_factory, cfg.socket_send_buffer_bytes),
+                lambda: DispatchProtocol(ws.protocol, http_factory, cfg.socket_send_buffer_bytes),
                 cfg.host,
                 cfg.port,
                 # asyncio's default of 100 drops SYNs when thousands of fans reconnect at
@@ -164,7 +146,6 @@ class BroadcastServer:
                 reuse_port=cfg.reuse_port or None,
             )
 
-        server = Server(create_server, self._handle_connection, _ws_logger)
         await self.bus.ensure_topic(cfg.frames_topic, DEFAULT_PARTITIONS)
         await self.bus.ensure_topic(cfg.events_topic, 1)
         partitions = await self.bus.partitions(cfg.frames_topic)
@@ -184,6 +165,7 @@ class BroadcastServer:
         self._index = TickIndex()
         if cfg.history_ticks > 0:
             self.hub.history = BusHistory(self.bus, cfg.frames_topic, self._index, self.hub.stats)
+            self.hub.fans.history_index = self._index
         self._consumer = await self.bus.consumer(
             [cfg.frames_topic, cfg.events_topic], group_id=None, auto_offset_reset="earliest"
         )
@@ -200,7 +182,7 @@ class BroadcastServer:
         if not self._caught_up.is_set():
             logger.warning("still reading the bus after %g s; accepting fans", CATCH_UP_TIMEOUT_S)
         try:
-            server.server = await create_server()
+            server = await create_server()
         except OSError as exc:
             await self.stop()
             raise ConfigError(
@@ -208,7 +190,9 @@ class BroadcastServer:
                 "is another node running there? pick another --port"
             ) from None
         self._server = server
-        self._port = server.server.sockets[0].getsockname()[1]
+        self._port = server.sockets[0].getsockname()[1]
+        self.hub.start()
+        self.ws.start()
         logger.info("broadcast node %s listening on %s", self.server_id, self.url)
 
     async def stop(self) -> None:
@@ -225,51 +209,12 @@ class BroadcastServer:
         server = self._server
         if server is not None:
             self._server = None
-            bye = self.hub.shutdown_notice()
-            for session in list(self.hub.sessions):
-                with contextlib.suppress(Exception):
-                    await session.conn.send(bye)
-            server.close(code=CLOSE_SHUTDOWN, reason="server shutting down; reconnect elsewhere")
-            await server.wait_closed()
+            server.close()  # no new connections
+            await self.ws.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         logger.info("broadcast node %s stopped", self.server_id)
-
-    # -- connections -----------------------------------------------------------
-
-    async def _handle_connection(self, connection: ServerConnection) -> None:
-        # The same lifecycle as websockets.asyncio.server.serve()'s handler.
-        server = self._server
-        try:
-            async with asyncio.timeout(10):
-                await connection.handshake(
-                    lambda c, r: _check_path(c, r) or self.guard.process_request(c, r), None, None
-                )
-            if connection.protocol.state is not State.OPEN:
-                connection.transport.abort()
-                return
-            if server is None:
-                await connection.close(CLOSE_SHUTDOWN, "server shutting down")
-                return
-            session_guard = await self.guard.open_session(connection)  # checks the token
-            if session_guard is None:
-                return
-            server.all_connections.add(connection)
-            connection.start_keepalive()
-            try:
-                async with connection:
-                    await Session(connection, self.hub, self.server_id, session_guard).run()
-            except Exception:
-                logger.exception("WebSocket session failed")
-            finally:
-                server.all_connections.discard(connection)
-        except Exception:
-            connection.transport.abort()
-        finally:
-            self.guard.release(connection)
-            if server is not None:
-                server.handler_tasks.discard(asyncio.current_task())
 
     # -- the bus -------------------------------------------------------------------
 
@@ -327,21 +272,3 @@ class BroadcastServer:
             if await consumer.position(tp) < end:
                 return
         self._caught_up.set()
-
-
-def _select_subprotocol(protocol: ServerProtocol, offered: Any) -> Subprotocol | None:
-    # Accept clients that offer our subprotocol, and plain clients (browsers' tools).
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
-
-
-def _check_path(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path.split("?")[0] != "/ws":
-        return connection.respond(404, "WebSocket endpoint is /ws\n")
-    offered = request.headers.get_all("Sec-WebSocket-Protocol")
-    wanted = [p.strip() for value in offered for p in value.split(",")]
-    if any(p.startswith("slipstream.") for p in wanted) and SUBPROTOCOL not in wanted:
-        response = connection.respond(
-            400, f"unsupported protocol version {wanted}; this node speaks {SUBPROTOCOL}\n"
-        )
-        return response
-    return None

@@ -127,7 +127,7 @@ async def test_a_bad_token_closes_the_websocket_at_connect(
         close_code, reason = await closed(ws)
         assert close_code == code
         assert words in (reason or "")
-    assert not server.hub.sessions
+    assert not server.hub.fans.count("ws")
 
 
 async def test_the_token_can_come_in_the_authorization_header() -> None:

@@ -209,3 +209,15 @@ def same_frames(got: Sequence[Any], want: Sequence[Any]) -> bool:
         g[3].keys() == w[3].keys() and all(abs(g[3][k] - w[3][k]) < 1e-9 for k in w[3])
         for g, w in zip(got, want, strict=True)
     )
+
+
+def ws_fans(server: BroadcastServer) -> list[Any]:
+    """The node's WebSocket fans (:class:`broadcast.fan.Fan`)."""
+    return [f for f in server.hub.fans if f.transport == "ws"]
+
+
+def peer_port(fan: Any) -> int | None:
+    """The client-side port of a WebSocket fan's connection (None once it is gone)."""
+    transport = fan.owner.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return int(peer[1]) if peer else None

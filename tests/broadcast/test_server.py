@@ -16,8 +16,10 @@ from tests.broadcast.helpers import (
     make_client,
     node,
     oracle,
+    peer_port,
     same_frames,
     wait_for_tick,
+    ws_fans,
 )
 from tests.broadcast.proxy import Proxy
 
@@ -54,9 +56,9 @@ async def test_resume_after_server_abort_and_client_drop_loses_nothing(
         try:
             await fan.wait_tick(4, 48)
             through_proxy = proxy.upstream_ports()
-            for session in list(server.hub.sessions):  # server side: abort the fan's
-                if session.conn.remote_address[1] in through_proxy:
-                    session.conn.transport.abort()
+            for fan_ in ws_fans(server):  # server side: abort the fan's
+                if peer_port(fan_) in through_proxy:
+                    fan_.owner.transport.abort()
             await fan.wait(is_state("reconnecting"))
             await feed(feeder, range(5, 10))
             await wait_for_tick(server, 9)
@@ -251,9 +253,7 @@ async def test_a_dead_peer_is_closed_by_the_heartbeat(
             rest = await reader.read()  # until EOF
         writer.close()
         assert b"\x89" in rest  # it did ping us
-        assert not server.hub.sessions or all(
-            s.conn.state.name != "OPEN" for s in server.hub.sessions
-        )
+        assert not ws_fans(server)
 
 
 async def test_a_new_race_follows_on_the_same_stream(
