@@ -19,6 +19,7 @@ from slipstream.bus import make_bus
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate, add_gate_arguments
+from slipstream.loop import run as run_loop
 
 __all__ = ["register"]
 
@@ -136,7 +137,7 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
             bus_config, config, args.workers, gate=gate,
             log_level=args.log_level, log_format=args.log_format,
         )  # fmt: skip
-    return asyncio.run(_serve(make_bus(bus_config), config, gate))
+    return run_loop(_serve(make_bus(bus_config), config, gate), config.event_loop)
 
 
 async def _serve(bus: Any, config: BroadcastConfig, gate: Gate | None = None) -> int:

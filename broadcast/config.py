@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from slipstream.codecs import CODECS, DEFAULT_CODEC
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env, env_int, env_number
 from slipstream.errors import ConfigError
+from slipstream.loop import EVENT_LOOPS
 
 __all__ = ["BroadcastConfig", "add_broadcast_arguments"]
 
@@ -49,6 +50,8 @@ class BroadcastConfig:
         events_topic: Topic of the race events.
         reuse_port: Listen with SO_REUSEPORT, sharing the port with other
             workers (set by ``slipstream broadcast --workers N``).
+        event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``
+            (see :mod:`slipstream.loop`).
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +74,7 @@ class BroadcastConfig:
     frames_topic: str = FRAMES_TOPIC
     events_topic: str = EVENTS_TOPIC
     reuse_port: bool = False
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -95,6 +99,10 @@ class BroadcastConfig:
             raise ConfigError("slow_fan_ticks and max_errors must be at least 1")
         if self.max_message_bytes < 256:
             raise ConfigError("max_message_bytes must be at least 256")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                f"unknown event loop {self.event_loop!r}; expected one of {', '.join(EVENT_LOOPS)}"
+            )
         if self.default_codec not in CODECS:
             raise ConfigError(
                 f"unknown default codec {self.default_codec!r}; known: {', '.join(CODECS)}"
@@ -117,6 +125,7 @@ class BroadcastConfig:
             tick_wait_s=args.tick_wait,
             tick_wait_max_s=max(args.tick_wait_max, args.tick_wait),
             server_id=args.server_id,
+            event_loop=args.event_loop,
             # Only `slipstream broadcast` has these (other stages name topics too).
             frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
             events_topic=getattr(args, "events_topic", None) or EVENTS_TOPIC,
@@ -210,6 +219,13 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest the tick wait grows to while frames arrive late (a lagging pipeline); "
         "it decays back to --tick-wait once ticks complete on time; raised to --tick-wait "
         f"if below it (env SLIPSTREAM_TICK_WAIT_MAX_S; default {d.tick_wait_max_s:g})",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=env("EVENT_LOOP", d.event_loop),
+        help="the node's event loop: uvloop (faster writes to many fans), asyncio, or auto = "
+        f"uvloop when installed (env SLIPSTREAM_EVENT_LOOP; default {d.event_loop})",
     )
     parser.add_argument(
         "--server-id",

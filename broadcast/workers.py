@@ -37,6 +37,7 @@ from slipstream.config import BusConfig
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.limits import LimitsConfig
+from slipstream.loop import run as run_loop
 
 __all__ = ["MAX_WORKERS", "run_workers"]
 
@@ -85,7 +86,7 @@ def _worker_main(
     # SIGINT from a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Each worker enforces the limits on its own connections.
-    asyncio.run(_serve(index, bus_config, config, Gate(*gate), ready))
+    run_loop(_serve(index, bus_config, config, Gate(*gate), ready), config.event_loop)
 
 
 async def _serve(

@@ -28,6 +28,7 @@ from slipstream.bus import make_bus
 from slipstream.config import BusConfig, add_bus_arguments
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate, add_gate_arguments
+from slipstream.loop import run as run_loop
 from slipstream.metrics import Registry
 
 __all__ = ["register", "run_pipeline"]
@@ -88,10 +89,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     replay: Path | None = args.replay
     if replay is not None and not replay.is_file():
         raise ConfigError(f"--replay {replay}: no such file")
-    return asyncio.run(
+    return run_loop(
         run_pipeline(
             bus_config, simulator_config, downsample_config, broadcast_config, replay, gate
-        )
+        ),
+        broadcast_config.event_loop,
     )
 
 

@@ -1,0 +1,46 @@
+"""Which event loop a process runs on: uvloop where it is installed, else asyncio's.
+
+The broadcast node spends most of its time writing shared bytes to many
+sockets; uvloop's transports make each of those writes cheaper
+(docs/deploy.md has the figures).  ``auto`` takes uvloop when it can be
+imported; ``asyncio`` forces the standard loop (to compare, or to debug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from slipstream.errors import ConfigError
+
+__all__ = ["EVENT_LOOPS", "resolve", "run"]
+
+T = TypeVar("T")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def resolve(name: str) -> str:
+    """``uvloop`` or ``asyncio``: what ``name`` means on this machine.
+
+    Raises:
+        ConfigError: Unknown name, or ``uvloop`` asked for but not installed.
+    """
+    if name not in EVENT_LOOPS:
+        raise ConfigError(f"unknown event loop {name!r}; expected one of {', '.join(EVENT_LOOPS)}")
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    if name == "uvloop" and not has_uvloop:
+        raise ConfigError("--event-loop uvloop: uvloop is not installed (pip install uvloop)")
+    if name == "auto":
+        return "uvloop" if has_uvloop else "asyncio"
+    return name
+
+
+def run(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
+    """Run ``main`` to completion on the chosen loop (see :func:`resolve`)."""
+    if resolve(event_loop) == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
