@@ -117,6 +117,17 @@ class Fans:
             "slipstream_slow_fan_disconnects_total", "Fans closed for staying behind"
         )
 
+    def clear(self) -> None:
+        """Forget every tick and fan (the node stopped; frees the ring's memory)."""
+        self.ring = ReplayRing(self.config.replay_ticks)
+        self.fans.clear()
+        self._counts.clear()
+        self._groups.clear()
+        self._group_of.clear()
+        self._waiting.clear()
+        self._behind.clear()
+        self._expiry.clear()
+
     # -- what a fan asks of its node -------------------------------------------------
 
     def hello(self, **extra: Any) -> bytes:

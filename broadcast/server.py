@@ -214,6 +214,11 @@ class BroadcastServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # aiohttp keeps a cache of handlers (so of this node's app) per process:
+        # let go of the ticks at least, for processes that start many nodes.
+        self.hub.fans.clear()
+        self.hub.history = None
+        self.hub.fans.history_index = None
         logger.info("broadcast node %s stopped", self.server_id)
 
     # -- the bus -------------------------------------------------------------------
