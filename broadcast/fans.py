@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcast.config import BroadcastConfig
-from broadcast.fan import LIVE, Action, Fan, Send, Sink, tick_id
+from broadcast.fan import CLOSED, LIVE, Action, Fan, Send, Sink, tick_id
 from broadcast.fanout import EncodedTick, FanoutStats, SubKey
 from broadcast.framing import FRAMERS, Framer
 from broadcast.protocol import CLOSE_TOO_SLOW, PROTOCOL_VERSION, SUBPROTOCOL, encode_message
@@ -197,6 +197,11 @@ class Fans:
         fan.closed()
         if self.fans.pop(fan.id, None) is not None:
             self._counts[fan.transport] -= 1
+        heap = self._expiry
+        if len(heap) > 64 and len(heap) > 2 * len(self.fans):
+            # Gone fans' expiry entries: drop them in one pass now and then, not one by one.
+            self._expiry = [entry for entry in heap if entry[2].state != CLOSED]
+            heapq.heapify(self._expiry)
 
     def count(self, transport: str) -> int:
         """Connected fans of a transport."""

@@ -414,3 +414,12 @@ def test_every_transport_is_in_one_registry() -> None:
     node.fans.remove(node.fans.fans["w"])
     assert node.fans.count("ws") == 0
     assert isinstance(ReadHistory("R", 1), ReadHistory)
+
+
+def test_gone_fans_do_not_pile_up_in_the_expiry_schedule() -> None:
+    node = make_node()
+    for i in range(1000):
+        fan = node.fan(f"f{i}")
+        node.fans.add(fan, expires_at=1e9 + i)
+        node.fans.remove(fan)
+    assert len(node.fans._expiry) <= 130
