@@ -2,16 +2,9 @@
 
 A :class:`Fan` is one fan across connections: its decoder (the fan's state
 for deltas) lives on while connections come and go, as a resuming client's
-does.  Each transport's fan turns what it receives into the same
-:data:`Entry` tuples, so a scenario's stream can be compared across
-transports:
-
-* ``("tick", race, tick, keyframe, stale, values)`` with ``values`` the
-  decoded cars, ``((car, quantised values of the subscribed groups), ...)``;
-* ``("event", race, tick, kind)``;
-* ``("notice", code, race, from, to)``;
-* ``("error", code)``: an ``error`` message (WebSocket) or a ``400`` with that
-  code (a refused control post or poll).
+does.  Each transport's fan turns what it receives into the same entries
+(tests/broadcast/normalised.py), so a scenario's stream can be compared
+across transports.
 
 What ended the session is the fan's :attr:`Fan.outcome` (None while it is
 served): ``("closed", code)`` for a WebSocket close, ``("refused", status,
@@ -30,7 +23,6 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,87 +32,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from broadcast.decoder import FrameItem, StreamDecoder
-from broadcast.protocol import SUBPROTOCOL, Cursor, decode_message
-from slipstream.catalogue import CATALOGUE, MISSING
-
-Entry = tuple[Any, ...]
-Outcome = tuple[Any, ...]
+from broadcast.protocol import SUBPROTOCOL, Cursor
+from tests.broadcast.normalised import Entry, Normaliser, Outcome, Sub
 
 #: Receive buffer of a fan that is to stall quickly (the kernel doubles it).
 SMALL_RCVBUF = 4096
 TRANSPORTS = ("ws", "sse", "poll")
-
-
-@dataclass(frozen=True, slots=True)
-class Sub:
-    """A subscription: cars (None: all), group names (None: all), codec."""
-
-    cars: tuple[int, ...] | None = None
-    groups: tuple[str, ...] | None = None
-    codec: str = "sparse"
-
-    def control(self) -> dict[str, Any]:
-        """The WebSocket / control-post message."""
-        cars = list(self.cars) if self.cars is not None else None
-        groups = list(self.groups) if self.groups is not None else None
-        return {"op": "subscribe", "cars": cars, "groups": groups, "codec": self.codec}
-
-    def query(self) -> dict[str, str]:
-        """The query of a poll or a stream."""
-        query = {"codec": self.codec}
-        if self.cars is not None:
-            query["cars"] = ",".join(map(str, self.cars))
-        if self.groups is not None:
-            query["groups"] = ",".join(self.groups)
-        return query
-
-
-def quantised(values: dict[str, float | None]) -> tuple[int | None, ...]:
-    """Decoded values (units) back to the catalogue's integers, in channel order."""
-    resolution = CATALOGUE.resolution
-    out: list[int | None] = []
-    for i, channel in enumerate(CATALOGUE):
-        if channel.name in values:
-            value = values[channel.name]
-            out.append(None if value is None else round(value / float(resolution[i])))
-    return tuple(out)
-
-
-def missing_as_none(q: Any) -> tuple[int | None, ...]:
-    """Quantised integers with the catalogue's MISSING marker as None."""
-    return tuple(None if int(v) == MISSING else int(v) for v in q)
-
-
-class Normaliser:
-    """Server messages to :data:`Entry` tuples, through the client's decoder."""
-
-    def __init__(self) -> None:
-        self.decoder = StreamDecoder()
-        self.hello: dict[str, Any] | None = None
-        self.acks = 0
-
-    def feed(self, data: bytes) -> list[Entry]:
-        msg = decode_message(data)
-        items = self.decoder.feed(data)
-        kind = msg["t"]
-        if kind == "tick":
-            cars = tuple(
-                sorted((i.car, quantised(i.values)) for i in items if isinstance(i, FrameItem))
-            )
-            stale = tuple(msg["stale"])
-            return [("tick", msg["race"], msg["tick"], bool(msg["kf"]), stale, cars)]
-        if kind == "event":
-            return [("event", msg["race"], msg["tick"], msg["kind"])]
-        if kind == "notice":
-            return [("notice", msg["code"], msg.get("race"), msg.get("from"), msg.get("to"))]
-        if kind == "error":
-            return [("error", msg["code"])]
-        if kind == "hello":
-            self.hello = msg
-        elif kind == "subscribed":
-            self.acks += 1
-        return []
 
 
 class Fan(abc.ABC):

@@ -1,4 +1,4 @@
-"""The fan-session scenario table: what any transport's fan must see, written once.
+"""The fan-session scenarios: what any transport's fan must see, written once.
 
 Each scenario drives a real node on the in-process bus (ticks written by the
 :class:`~tests.broadcast.helpers.Feeder`, each waited for) and one fan of the
@@ -6,7 +6,8 @@ transport under test (:mod:`tests.broadcast.fans`), and returns the stream the
 fan must have received: the oracle, built from the feeder's deterministic
 values, the same for WebSocket, SSE and long-poll.  The test compares the
 fan's normalised stream with it (so no gap, no duplicate, the same notices on
-every transport) and its outcome's name with the scenario's.
+every transport) and its outcome's name with the scenario's; the table that
+names each scenario's outcome and marks is in tests/broadcast/test_scenarios.py.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from slipstream.bus import MemoryBus
 from slipstream.catalogue import CATALOGUE
 from slipstream.gate import Gate
 from slipstream.testing import unique_name
-from tests.broadcast.fans import FANS, Entry, Fan, Outcome, Sub, WsFan, missing_as_none
+from tests.broadcast.fans import FANS, Fan, WsFan
 from tests.broadcast.helpers import Feeder, frame_values
+from tests.broadcast.normalised import Entry, Sub, missing_as_none
 
 DROPS = "slipstream_slow_fan_drops_total"
 CUTS = "slipstream_slow_fan_disconnects_total"
@@ -56,27 +58,6 @@ SLOW_CONFIG: dict[str, Any] = {
 #: A bad control message as the WebSocket and a control post send it, and as a poll's query.
 BAD_CODEC = ('{"op": "subscribe", "codec": "zip"}', {"codec": "zip"})
 MALFORMED = ("{oops", None)
-
-#: (transport, raw outcome) -> the one name a scenario expects (None: still served).
-OUTCOME_NAMES: dict[tuple[str, Outcome], str] = {
-    ("ws", ("closed", 4004)): "token_expired",
-    ("sse", ("refused", 401, "token_expired")): "token_expired",
-    # An event stream ended by the node at expiry, with the reason as its last message.
-    ("sse", ("ended", "token_expired")): "token_expired",
-    ("poll", ("refused", 401, "token_expired")): "token_expired",
-    ("ws", ("closed", 4008)): "too_slow",
-    ("sse", ("cut",)): "too_slow",  # no close code on HTTP: the connection is cut
-    ("ws", ("closed", 1008)): "bad_input",
-    ("sse", ("refused", 400, "unknown_codec")): "bad_input",
-    ("poll", ("refused", 400, "unknown_codec")): "bad_input",
-}
-
-
-def outcome_name(transport: str, outcome: Outcome | None) -> str:
-    """The name of a fan's outcome (``open`` while served)."""
-    if outcome is None:
-        return "open"
-    return OUTCOME_NAMES.get((transport, outcome), f"unmapped {outcome}")
 
 
 def tick(race: str, number: int, sub: Sub, keyframe: bool) -> Entry:
@@ -438,91 +419,3 @@ async def too_many_bad_messages(rig: Rig) -> list[Entry]:
     await rig.fan.until(lambda f: f.outcome is not None)
     errors = [("error", "unknown_codec")] * rig.server.config.max_errors
     return [tick("R1", 2, SEED, True), *errors]
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """One row of the table.
-
-    Attributes:
-        name: Test id.
-        run: Drives the rig; returns the stream the fan must have received.
-        outcome: Name of the fan's outcome (:data:`OUTCOME_NAMES`; ``open``: still served).
-        config: Node configuration beyond :data:`BASE_CONFIG`.
-        auth: The node requires tokens.
-        small_buffers: The fan under test has small socket buffers.
-        not_applicable: Transport -> why the scenario does not exist there.
-        xfail: Transport -> the known drift it fails on today (strict).
-    """
-
-    name: str
-    run: Callable[[Rig], Awaitable[list[Entry]]]
-    outcome: str = "open"
-    config: dict[str, Any] = field(default_factory=dict)
-    auth: bool = False
-    small_buffers: bool = False
-    not_applicable: dict[str, str] = field(default_factory=dict)
-    xfail: dict[str, str] = field(default_factory=dict)
-
-
-NO_STALL = (
-    "long-poll has no stalled state: the node holds nothing for a poller between requests, "
-    "and a slow poller asks again from its cursor"
-)
-
-SCENARIOS = [
-    Scenario("resume_in_ring", resume_in_ring),
-    Scenario("resume_from_history", resume_from_history),
-    Scenario("resume_past_history", resume_past_history),
-    Scenario("cursor_from_another_race", cursor_from_another_race),
-    Scenario(
-        "next_race_while_live",
-        next_race_while_live,
-        xfail={
-            "poll": "a poller's cursor in the race that just ended takes the resume path: a "
-            "race_changed notice and a keyframe of the new race's latest tick without that "
-            "tick's events (R2's race_start never comes; R1's race_end only if a poll was "
-            "held when R1 ended), where a live WebSocket or SSE fan gets race_end, the empty "
-            "last tick of R1, race_start and R2's first tick as a keyframe, and no notice",
-        },
-    ),
-    Scenario("cursor_ahead_of_the_node", cursor_ahead_of_the_node),
-    Scenario("subscription_change", subscription_change),
-    Scenario(
-        "stalled_fan_conflated",
-        stalled_fan_conflated,
-        config=SLOW_CONFIG,
-        small_buffers=True,
-        not_applicable={"poll": NO_STALL},
-    ),
-    Scenario(
-        "stalled_fan_cut",
-        stalled_fan_cut,
-        "too_slow",
-        config=SLOW_CONFIG,
-        small_buffers=True,
-        not_applicable={"poll": NO_STALL},
-    ),
-    Scenario("token_expired_at_connect", token_expired_at_connect, "token_expired", auth=True),
-    Scenario(
-        "token_expires_mid_stream",
-        token_expires_mid_stream,
-        "token_expired",
-        auth=True,
-        xfail={
-            "sse": "an open event stream outlives its token (docs/security.md, 'Expiry of HTTP "
-            "sessions'): it still gets tick 4 after expiry, where the WebSocket is closed with "
-            "4004 and the next poll is refused with 401",
-        },
-    ),
-    Scenario("bad_input_unknown_codec", bad_input(BAD_CODEC)),
-    Scenario(
-        "bad_input_malformed",
-        bad_input(MALFORMED),
-        not_applicable={
-            "poll": "a poll has no control message to malform: its query is "
-            "parsed field by field (see bad_input_unknown_codec)"
-        },
-    ),
-    Scenario("too_many_bad_messages", too_many_bad_messages, "bad_input", config={"max_errors": 3}),
-]

@@ -1,10 +1,12 @@
 """One scenario table, run against WebSocket, SSE and long-poll over real sockets.
 
 Every transport's fan must receive the same normalised stream (ticks with
-their decoded values, events, notices, errors) and end the same way
-(tests/broadcast/scenarios.py).  A transport that fails a row today because of
-a known drift between the transports is marked ``xfail(strict=True)`` with the
-drift named; a row that does not exist on a transport is skipped with why.
+their decoded values, events, notices, errors; tests/broadcast/normalised.py)
+and end the same way, named through :data:`OUTCOME_NAMES`.  The scenarios
+themselves are in tests/broadcast/scenarios.py, the fans in fans.py.  A
+transport that fails a row today because of a known drift between the
+transports is marked ``xfail(strict=True)`` with the drift named; a row that
+does not exist on a transport is skipped with why.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -20,15 +23,139 @@ import pytest
 
 from slipstream.bus import MemoryBus
 from tests.broadcast.fans import FANS, TRANSPORTS, PollFan
+from tests.broadcast.normalised import Entry, Outcome
 from tests.broadcast.scenarios import (
-    SCENARIOS,
+    BAD_CODEC,
+    MALFORMED,
     SEED,
+    SLOW_CONFIG,
     Rig,
-    Scenario,
     auth_gate,
-    outcome_name,
+    bad_input,
+    cursor_ahead_of_the_node,
+    cursor_from_another_race,
+    next_race_while_live,
+    resume_from_history,
+    resume_in_ring,
+    resume_past_history,
     serve,
+    stalled_fan_conflated,
+    stalled_fan_cut,
+    subscription_change,
+    token_expired_at_connect,
+    token_expires_mid_stream,
+    too_many_bad_messages,
 )
+
+#: (transport, raw outcome) -> the one name a scenario expects (None: still served).
+OUTCOME_NAMES: dict[tuple[str, Outcome], str] = {
+    ("ws", ("closed", 4004)): "token_expired",
+    ("sse", ("refused", 401, "token_expired")): "token_expired",
+    # An event stream ended by the node at expiry, with the reason as its last message.
+    ("sse", ("ended", "token_expired")): "token_expired",
+    ("poll", ("refused", 401, "token_expired")): "token_expired",
+    ("ws", ("closed", 4008)): "too_slow",
+    ("sse", ("cut",)): "too_slow",  # no close code on HTTP: the connection is cut
+    ("ws", ("closed", 1008)): "bad_input",
+    ("sse", ("refused", 400, "unknown_codec")): "bad_input",
+    ("poll", ("refused", 400, "unknown_codec")): "bad_input",
+}
+
+
+def outcome_name(transport: str, outcome: Outcome | None) -> str:
+    """The name of a fan's outcome (``open`` while served)."""
+    if outcome is None:
+        return "open"
+    return OUTCOME_NAMES.get((transport, outcome), f"unmapped {outcome}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One row of the table.
+
+    Attributes:
+        name: Test id.
+        run: Drives the rig; returns the stream the fan must have received.
+        outcome: Name of the fan's outcome (:data:`OUTCOME_NAMES`; ``open``: still served).
+        config: Node configuration beyond :data:`BASE_CONFIG`.
+        auth: The node requires tokens.
+        small_buffers: The fan under test has small socket buffers.
+        not_applicable: Transport -> why the scenario does not exist there.
+        xfail: Transport -> the known drift it fails on today (strict).
+    """
+
+    name: str
+    run: Callable[[Rig], Awaitable[list[Entry]]]
+    outcome: str = "open"
+    config: dict[str, Any] = field(default_factory=dict)
+    auth: bool = False
+    small_buffers: bool = False
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)
+
+
+NO_STALL = (
+    "long-poll has no stalled state: the node holds nothing for a poller between requests, "
+    "and a slow poller asks again from its cursor"
+)
+
+SCENARIOS = [
+    Scenario("resume_in_ring", resume_in_ring),
+    Scenario("resume_from_history", resume_from_history),
+    Scenario("resume_past_history", resume_past_history),
+    Scenario("cursor_from_another_race", cursor_from_another_race),
+    Scenario(
+        "next_race_while_live",
+        next_race_while_live,
+        xfail={
+            "poll": "a poller's cursor in the race that just ended takes the resume path: a "
+            "race_changed notice and a keyframe of the new race's latest tick without that "
+            "tick's events (R2's race_start never comes; R1's race_end only if a poll was "
+            "held when R1 ended), where a live WebSocket or SSE fan gets race_end, the empty "
+            "last tick of R1, race_start and R2's first tick as a keyframe, and no notice",
+        },
+    ),
+    Scenario("cursor_ahead_of_the_node", cursor_ahead_of_the_node),
+    Scenario("subscription_change", subscription_change),
+    Scenario(
+        "stalled_fan_conflated",
+        stalled_fan_conflated,
+        config=SLOW_CONFIG,
+        small_buffers=True,
+        not_applicable={"poll": NO_STALL},
+    ),
+    Scenario(
+        "stalled_fan_cut",
+        stalled_fan_cut,
+        "too_slow",
+        config=SLOW_CONFIG,
+        small_buffers=True,
+        not_applicable={"poll": NO_STALL},
+    ),
+    Scenario("token_expired_at_connect", token_expired_at_connect, "token_expired", auth=True),
+    Scenario(
+        "token_expires_mid_stream",
+        token_expires_mid_stream,
+        "token_expired",
+        auth=True,
+        xfail={
+            "sse": "an open event stream outlives its token (docs/security.md, 'Expiry of HTTP "
+            "sessions'): it still gets tick 4 after expiry, where the WebSocket is closed with "
+            "4004 and the next poll is refused with 401",
+        },
+    ),
+    Scenario("bad_input_unknown_codec", bad_input(BAD_CODEC)),
+    Scenario(
+        "bad_input_malformed",
+        bad_input(MALFORMED),
+        not_applicable={
+            "poll": "a poll has no control message to malform: its query is "
+            "parsed field by field (see bad_input_unknown_codec)"
+        },
+    ),
+    Scenario("too_many_bad_messages", too_many_bad_messages, "bad_input", config={"max_errors": 3}),
+]
+
 
 #: Whole scenario, node start and stop included (the slowest waits out a token's expiry).
 SCENARIO_TIMEOUT_S = 20.0
