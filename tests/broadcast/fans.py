@@ -109,6 +109,10 @@ class Fan(abc.ABC):
         """Change the subscription mid-stream; returns once it is in force."""
 
     @abc.abstractmethod
+    async def control(self, op: str) -> None:
+        """Send ``keyframe`` or ``unsubscribe``; returns once the node took it."""
+
+    @abc.abstractmethod
     async def send_bad(self, message: str, query: dict[str, str] | None) -> None:
         """Send a control message (long-poll: a query) the node must refuse; returns once
         the node answered."""
@@ -175,9 +179,7 @@ class WsFan(Fan):
         message = sub.control()
         if cursor is not None:
             message["cursor"] = str(cursor)
-        acks = self.norm.acks
-        await self._ws.send(json.dumps(message))
-        await self._wait(lambda: self.norm.acks > acks or self.outcome is not None, 10)
+        await self._ask(json.dumps(message), "subscribed")
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -192,9 +194,23 @@ class WsFan(Fan):
     async def change(self, sub: Sub) -> None:
         assert self._ws is not None
         self.sub = sub
-        acks = self.norm.acks
-        await self._ws.send(json.dumps(sub.control()))
-        await self._wait(lambda: self.norm.acks > acks or self.outcome is not None, 10)
+        await self._ask(json.dumps(sub.control()), "subscribed")
+
+    async def control(self, op: str) -> None:
+        if op == "keyframe":  # no reply of its own: a ping behind it says it was read
+            await self._ask(json.dumps({"op": op}))
+            op = "ping"
+        await self._ask(json.dumps({"op": op}), {"ping": "pong"}.get(op, op + "d"))
+
+    async def _ask(self, message: str, reply: str | None = None) -> None:
+        """Send; with ``reply``, wait for the node's reply of that type."""
+        assert self._ws is not None
+        replies = self.norm.replies[reply] if reply else 0
+        await self._ws.send(message)
+        if reply is not None:
+            await self._wait(
+                lambda: self.norm.replies[reply] > replies or self.outcome is not None, 10
+            )
 
     async def send_bad(self, message: str, query: dict[str, str] | None) -> None:
         assert self._ws is not None
@@ -330,6 +346,9 @@ class SseFan(Fan):
         self.sub = sub
         await self._control(json.dumps(sub.control()).encode())
 
+    async def control(self, op: str) -> None:
+        await self._control(json.dumps({"op": op}).encode())
+
     async def send_bad(self, message: str, query: dict[str, str] | None) -> None:
         await self._control(message.encode())
 
@@ -412,6 +431,11 @@ class PollFan(Fan):
         # The next poll carries it; keyframe=1, as the fan's state is of the old subscription.
         self.sub = sub
         self._keyframe = True
+
+    async def control(self, op: str) -> None:
+        if op != "keyframe":
+            raise ValueError(f"a poller has no {op}: it stops polling")
+        self._keyframe = True  # the next poll carries keyframe=1
 
     async def send_bad(self, message: str, query: dict[str, str] | None) -> None:
         # A poll has no control message: the bad input is a query field.

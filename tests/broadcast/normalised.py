@@ -17,6 +17,7 @@ leave no entry.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class Normaliser:
     def __init__(self) -> None:
         self.decoder = StreamDecoder()
         self.hello: dict[str, Any] | None = None
-        self.acks = 0
+        self.replies: collections.Counter[str] = collections.Counter()
 
     def feed(self, data: bytes) -> list[Entry]:
         msg = decode_message(data)
@@ -97,6 +98,5 @@ class Normaliser:
             return [("error", msg["code"])]
         if kind == "hello":
             self.hello = msg
-        elif kind == "subscribed":
-            self.acks += 1
+        self.replies[kind] += 1  # subscribed, unsubscribed, pong
         return []

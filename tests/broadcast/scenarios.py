@@ -268,6 +268,23 @@ async def subscription_change(rig: Rig) -> list[Entry]:
     return [*seeded(sub=before), tick("R1", 4, after, True), tick("R1", 5, after, False)]
 
 
+async def keyframe_request(rig: Rig) -> list[Entry]:
+    await rig.seed()
+    await rig.fan.control("keyframe")
+    await rig.feed(range(4, 6))
+    await rig.fan.until_tick(5)
+    return [*seeded(), tick("R1", 4, SEED, True), *deltas("R1", range(5, 6))]
+
+
+async def unsubscribe_and_back(rig: Rig) -> list[Entry]:
+    await rig.seed()
+    await rig.fan.control("unsubscribe")
+    await rig.fan.change(SEED)  # back, before any tick went by
+    await rig.feed(range(4, 6))
+    await rig.fan.until_tick(5)
+    return [*seeded(), tick("R1", 4, SEED, True), *deltas("R1", range(5, 6))]
+
+
 async def _stall(rig: Rig, enough: Callable[[], bool]) -> tuple[Fan, Fan, int]:
     """Seed a heavy fan and a witness, stop the heavy one reading, feed ticks until ``enough``.
 

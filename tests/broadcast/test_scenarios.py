@@ -34,6 +34,7 @@ from tests.broadcast.scenarios import (
     bad_input,
     cursor_ahead_of_the_node,
     cursor_from_another_race,
+    keyframe_request,
     next_race_while_live,
     resume_from_history,
     resume_in_ring,
@@ -45,6 +46,7 @@ from tests.broadcast.scenarios import (
     token_expired_at_connect,
     token_expires_mid_stream,
     too_many_bad_messages,
+    unsubscribe_and_back,
 )
 
 #: (transport, raw outcome) -> the one name a scenario expects (None: still served).
@@ -117,6 +119,18 @@ SCENARIOS = [
     ),
     Scenario("cursor_ahead_of_the_node", cursor_ahead_of_the_node),
     Scenario("subscription_change", subscription_change),
+    Scenario("keyframe_request", keyframe_request),
+    Scenario(
+        "unsubscribe_and_back",
+        unsubscribe_and_back,
+        not_applicable={"poll": "a poller unsubscribes by not polling: the node holds nothing"},
+        xfail={
+            "ws": "a subscribe without a cursor after an unsubscribe takes the no-cursor resume "
+            "path (broadcast/session.py: not live): a keyframe of the latest tick at once, "
+            "tick 3 a second time, where an SSE control post makes the next tick a keyframe "
+            "(docs/protocol.md: 'replaces the subscription from the next tick')",
+        },
+    ),
     Scenario(
         "stalled_fan_conflated",
         stalled_fan_conflated,
