@@ -336,6 +336,7 @@ class SseFan(Fan):
     async def _control(self, body: bytes) -> None:
         status, answer = await self._post(body)
         if status == 200:
+            # Served again: a refusal of an earlier post no longer says how the session ends.
             if self.outcome is not None and self.outcome[0] == "refused":
                 self.outcome = None
             return
@@ -382,7 +383,6 @@ class PollFan(Fan):
         super().__init__(base_url, small_buffers=small_buffers)
         self._at: Cursor | None = None
         self._keyframe = False
-        self._bad: dict[str, str] | None = None
         self._http: aiohttp.ClientSession | None = None
 
     async def connect(
@@ -442,9 +442,6 @@ class PollFan(Fan):
         if query is None:
             raise ValueError("a poll's bad input is a query")
         await self._poll(self._query() | query)
-
-    async def settle_outcome(self) -> Outcome | None:
-        return self.outcome
 
     async def hold(self) -> None:
         """Poll from the current cursor once (held by the node while nothing is new)."""
