@@ -263,9 +263,12 @@ class Fan:
         out: list[Action] = []
         if ack:
             out.append(Send(_ack(sub, latest)))
-        if sub.cursor is None and self.state == LIVE:
-            # Mid-stream change: the next tick is a keyframe of the new subscription.
-            self.sub = sub
+        if sub.cursor is None and (
+            self.state == LIVE or (self.state == IDLE and self.race is not None)
+        ):
+            # A change mid-stream (or a subscribe after an unsubscribe on the same
+            # connection): the next tick is a keyframe of the new subscription.
+            self.state, self.sub = LIVE, sub
             self.needs_keyframe = True
             node.go_live(self)
             return out
@@ -284,9 +287,8 @@ class Fan:
         self.needs_keyframe = plan.keyframe_first
         self.race, self.last_tick = None, -1
         if plan.jump and latest is not None:
-            out.append(Send(latest.message(sub.key, True), tick_id(latest)))
-            self.race, self.last_tick = latest.race, latest.tick
-            self.needs_keyframe = False
+            self.needs_keyframe = True
+            self._send_tick(latest, out, replayed=False)  # with its events, as live
         elif sub.cursor is not None:
             self.race, self.last_tick = sub.cursor.race, sub.cursor.tick
             if plan.wait_until >= 0:
@@ -359,13 +361,13 @@ class Fan:
         self.history_from = self.last_tick
         return ReadHistory(self.race, self.last_tick)
 
-    def _send_tick(self, tick: EncodedTick, out: list[Action]) -> None:
+    def _send_tick(self, tick: EncodedTick, out: list[Action], replayed: bool = True) -> None:
         assert self.sub is not None
         for event in tick.event_messages():
             out.append(Send(event))
         out.append(Send(tick.message(self.sub.key, self.needs_keyframe), tick_id(tick)))
         self.needs_keyframe = False
-        if self.transport != "poll":
+        if replayed and self.transport != "poll":
             self.node.m_replayed.inc()
         self.race, self.last_tick = tick.race, tick.tick
 

@@ -94,7 +94,7 @@ class Fans:
         self._behind: dict[Fan, bool] = {}  # fan -> has room again
         self._expiry: list[tuple[float, int, Fan]] = []
         self._order = itertools.count()
-        self._publishing: EncodedTick | None = None
+        self._publishing: EncodedTick | None = None  # the tick whose plan is being written
         r = registry
         self.m_keyframes = r.counter(
             "slipstream_keyframes_forced_total", "Keyframes sent in place of deltas, by reason"
@@ -292,7 +292,6 @@ class Fans:
         plan.recipients = recipients
         plan.messages = recipients * (1 + len(events))
         plan.size = size
-        self._publishing = None
         return plan
 
     # -- internals -------------------------------------------------------------------

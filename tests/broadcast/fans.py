@@ -305,7 +305,8 @@ class SseFan(Fan):
                 await self._reading.wait()
                 size = int((await reader.readuntil(b"\r\n")).strip(), 16)
                 if size == 0:
-                    await self._note(outcome=("ended", self._last_code))
+                    code = self.norm.close_code
+                    await self._note(outcome=("ended", code if code else self._last_code))
                     return
                 pending += (await reader.readexactly(size + 2))[:-2]
                 *blocks, pending = pending.split(b"\n\n")

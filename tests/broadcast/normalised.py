@@ -78,6 +78,7 @@ class Normaliser:
     def __init__(self) -> None:
         self.decoder = StreamDecoder()
         self.hello: dict[str, Any] | None = None
+        self.close_code: int | None = None
         self.replies: collections.Counter[str] = collections.Counter()
 
     def feed(self, data: bytes) -> list[Entry]:
@@ -98,5 +99,7 @@ class Normaliser:
             return [("error", msg["code"])]
         if kind == "hello":
             self.hello = msg
+        if kind == "close":  # an event stream's last message: what a close frame says
+            self.close_code = msg["code"]
         self.replies[kind] += 1  # subscribed, unsubscribed, pong
         return []

@@ -355,18 +355,27 @@ def test_a_fan_behind_for_slow_fan_ticks_is_closed(transport: str) -> None:
 
 def test_a_stream_with_room_again_rejoins_by_its_room_check() -> None:
     node = make_node()
-    room = [False]
-    node.got["s"] = []
-    fan = Fan(node.fans, "sse", node.got["s"].append, fan_id="s", room=lambda: room[0])
+    full = [False]
+    got: list[Any] = []
+
+    def sink(data: bytes) -> None:  # a stream's sink drops a tick its buffer cannot take
+        if full[0]:
+            node.fans.pause(fan, dropped=True)
+        else:
+            got.append(data)
+
+    node.got["s"] = got
+    fan = Fan(node.fans, "sse", sink, fan_id="s", room=lambda: not full[0])
     node.fans.add(fan)
     node.publish(race_ticks("R", range(1)))
     fan.control("subscribe", sub(), 0.0, 0.0)
-    node.fans.pause(fan, dropped=True)  # outside a tick: counted from the next one
-    node.publish(race_ticks("R", range(3))[1:])
-    room[0] = True
-    node.got["s"].clear()
+    full[0] = True
+    node.publish(race_ticks("R", range(3))[1:])  # tick 1 dropped by the sink, tick 2 skipped
+    full[0] = False
+    got.clear()
     node.publish(race_ticks("R", range(4))[3:])
-    assert kinds([a for a in node.got["s"] if isinstance(a, Send)]) == ["notice conflated 1..2"]
+    assert kinds([a for a in got if isinstance(a, Send)]) == ["notice conflated 1..2"]
+    assert node.fans.m_slow_drops.value() == 2
 
 
 # -- tokens ---------------------------------------------------------------------------

@@ -53,8 +53,8 @@ from tests.broadcast.scenarios import (
 OUTCOME_NAMES: dict[tuple[str, Outcome], str] = {
     ("ws", ("closed", 4004)): "token_expired",
     ("sse", ("refused", 401, "token_expired")): "token_expired",
-    # An event stream ended by the node at expiry, with the reason as its last message.
-    ("sse", ("ended", "token_expired")): "token_expired",
+    # An event stream ended by the node at expiry: its last message is a close with 4004.
+    ("sse", ("ended", 4004)): "token_expired",
     ("poll", ("refused", 401, "token_expired")): "token_expired",
     ("ws", ("closed", 4008)): "too_slow",
     ("sse", ("cut",)): "too_slow",  # no close code on HTTP: the connection is cut
@@ -124,12 +124,6 @@ SCENARIOS = [
         "unsubscribe_and_back",
         unsubscribe_and_back,
         not_applicable={"poll": "a poller unsubscribes by not polling: the node holds nothing"},
-        xfail={
-            "ws": "a subscribe without a cursor after an unsubscribe takes the no-cursor resume "
-            "path (broadcast/session.py: not live): a keyframe of the latest tick at once, "
-            "tick 3 a second time, where an SSE control post makes the next tick a keyframe "
-            "(docs/protocol.md: 'replaces the subscription from the next tick')",
-        },
     ),
     Scenario(
         "stalled_fan_conflated",
@@ -152,11 +146,6 @@ SCENARIOS = [
         token_expires_mid_stream,
         "token_expired",
         auth=True,
-        xfail={
-            "sse": "an open event stream outlives its token (docs/security.md, 'Expiry of HTTP "
-            "sessions'): it still gets tick 4 after expiry, where the WebSocket is closed with "
-            "4004 and the next poll is refused with 401",
-        },
     ),
     Scenario("bad_input_unknown_codec", bad_input(BAD_CODEC)),
     Scenario(
@@ -229,21 +218,9 @@ def _brief(entries: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 # -- every transport's fans are visible to operators ---------------------------------------
 
-MISSING_SSE = (
-    "SSE fans are missing from /healthz and /v1/sessions: both count only the hub's WebSocket "
-    "sessions and its held polls (broadcast/longpoll.py healthz, broadcast/admin.py)"
-)
-
 
 def _visibility_cases() -> list[Any]:
-    return [
-        pytest.param(
-            t,
-            id=t,
-            marks=[pytest.mark.xfail(strict=True, reason=MISSING_SSE)] if t == "sse" else [],
-        )
-        for t in TRANSPORTS
-    ]
+    return [pytest.param(t, id=t) for t in TRANSPORTS]
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> Any:
