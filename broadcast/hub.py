@@ -82,8 +82,8 @@ class Hub:
         self.m_fanout = r.counter(
             "slipstream_tick_fanout_seconds_total", "Time spent writing ticks to WebSockets"
         )
-        self.m_last_fanout = r.gauge(
-            "slipstream_tick_fanout_seconds", "Encode and fan-out time of the latest tick"
+        self.m_last_fanout = r.gauge(  # not ..._fanout_seconds: that is the counter's family
+            "slipstream_tick_last_fanout_seconds", "Encode and fan-out time of the latest tick"
         )
         self.m_encodes = r.gauge(
             "slipstream_tick_encodes", "Codec encodes of the latest tick (one per codec in use)"

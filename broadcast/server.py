@@ -25,6 +25,7 @@ from broadcast.guard import Guard
 from broadcast.history import BusHistory, TickIndex
 from broadcast.hub import Hub
 from broadcast.longpoll import make_app
+from broadcast.metrics import NodeMetrics
 from broadcast.protocol import CLOSE_SHUTDOWN, SUBPROTOCOL
 from broadcast.session import Session
 from broadcast.sse import add_sse_routes
@@ -89,6 +90,13 @@ class BroadcastServer:
         self._m_bad = r.counter(
             "slipstream_broadcast_bad_records_total", "Records this node could not decode"
         )
+        self._m_late = r.counter(
+            "slipstream_broadcast_late_frames_total",
+            "Frames dropped because their tick had gone out without them",
+            labels=(),
+        )
+        self._late_counted = 0
+        self.metrics = NodeMetrics(self.registry)
 
     @property
     def port(self) -> int:
@@ -176,11 +184,8 @@ class BroadcastServer:
         self.registry.gauge(
             "slipstream_tick_wait_seconds",
             "How long a tick now waits for a late car (grows while frames come late)",
+            mode="livemax",
         ).set_function(lambda: assembler.current_wait_s)
-        self.registry.gauge(
-            "slipstream_broadcast_late_frames",
-            "Frames dropped since start because their tick had gone out without them",
-        ).set_function(lambda: float(assembler.late_frames))
         self._index = TickIndex()
         if cfg.history_ticks > 0:
             self.hub.history = BusHistory(self.bus, cfg.frames_topic, self._index, self.hub.stats)
@@ -306,6 +311,7 @@ class BroadcastServer:
             for item, record in decoded:
                 if isinstance(item, Frame):
                     ticks += assembler.add_frame(item, record.partition, now)
+                    self.metrics.frame_read(item.race, item.tick, record.timestamp_ms)
                     if item.race == assembler.race:
                         index.add_frame(item.race, item.tick, record.partition, record.offset)
                 else:
@@ -318,6 +324,11 @@ class BroadcastServer:
                     index.add_tick(data)
                 self.race_info.observe(ticks)
                 self.hub.publish(ticks, assembler.known_cars)
+                if self._caught_up.is_set():  # the bus's backlog is not lag
+                    self.metrics.ticks_emitted(ticks)
+            if assembler.late_frames > self._late_counted:
+                self._m_late.inc(float(assembler.late_frames - self._late_counted))
+                self._late_counted = assembler.late_frames
             if not self._caught_up.is_set():
                 await self._check_caught_up(consumer)
 
