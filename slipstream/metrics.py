@@ -48,7 +48,7 @@ __all__ = [
     "Gauge",
     "Histogram",
     "Registry",
-    "mark_process_dead",
+    "forget_process",
     "prepare_multiprocess_dir",
 ]
 
@@ -70,6 +70,11 @@ def prepare_multiprocess_dir(path: str | Path) -> Path:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, mode=0o700)
     return directory
+
+
+def forget_process(pid: int, directory: str | Path) -> None:
+    """Drop the live gauges of a process that exited (its counts stay in the totals)."""
+    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 def _use_multiprocess(directory: Path) -> None:
