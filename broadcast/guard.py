@@ -14,6 +14,14 @@ and turns them into responses, close frames and metrics (docs/security.md):
   middleware that checks origin, address, request rate and token (403, 429,
   401); the handlers call :func:`scope_request` on the parsed subscription (403
   outside the token's scope).
+* Operator paths (per-fan details: ``/v1/sessions``): an operator token (401
+  without a token, 403 with a fan token; loopback only when auth is off).
+  Costly public paths (``/metrics``, ``/v1/race``) and operator paths are
+  rate-limited per address (429).
+
+Addresses: the peer's, or behind a trusted proxy (``--trusted-proxy``) the
+fan's from ``Forwarded`` / ``X-Forwarded-For`` (:mod:`slipstream.proxies`);
+the limits, the refusal log and :func:`client_address` all use it.
 """
 
 from __future__ import annotations
@@ -36,18 +44,42 @@ from slipstream.auth import CLOSE_TOKEN_EXPIRED, AuthError, Grant
 from slipstream.gate import Entry, Gate, Refusal, SessionGate, close_reason
 from slipstream.limits import Breach
 from slipstream.metrics import Registry
+from slipstream.proxies import TrustedProxies
 
-__all__ = ["GUARD_KEY", "Close", "Guard", "SessionGuard", "is_telemetry_path", "scope_request"]
+__all__ = [
+    "COSTLY_PATHS",
+    "GUARD_KEY",
+    "Close",
+    "Guard",
+    "SessionGuard",
+    "client_address",
+    "is_operator_path",
+    "is_telemetry_path",
+    "scope_request",
+]
 
 logger = logging.getLogger(__name__)
 
 _GRANT = web.RequestKey("slipstream.grant", Grant)
+_CLIENT = web.RequestKey("slipstream.client", str)
 Close = Callable[[int, str], None]
+#: Public paths whose answer costs the node work per request (rate-limited per address).
+COSTLY_PATHS = frozenset({"/metrics", "/v1/race"})
 
 
 def is_telemetry_path(path: str) -> bool:
     """Whether an HTTP path serves telemetry (needs a token, counts against the limits)."""
     return path in ("/v1/poll", "/v1/stream") or path.startswith("/v1/stream/")
+
+
+def is_operator_path(path: str) -> bool:
+    """Whether an HTTP path shows per-fan details (needs an operator token)."""
+    return path == "/v1/sessions" or path.startswith(("/v1/sessions/", "/v1/admin/"))
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address of a request on a guarded app (the fan's, behind trusted proxies)."""
+    return request.get(_CLIENT) or request.remote or ""
 
 
 def _json_response(status: int, code: str, message: str) -> web.Response:
@@ -61,11 +93,17 @@ class Guard:
     Args:
         gate: The decisions (an open gate lets everything through).
         registry: Where the refusal counters go.
+        proxies: Peers whose ``Forwarded`` / ``X-Forwarded-For`` are believed.
     """
 
-    def __init__(self, gate: Gate, registry: Registry) -> None:
+    def __init__(
+        self, gate: Gate, registry: Registry, proxies: TrustedProxies | None = None
+    ) -> None:
         self.gate = gate
+        self.proxies = proxies or TrustedProxies()
         self._entries: dict[ServerConnection, Entry] = {}
+        #: The client address of each WebSocket connection (the fan's behind a trusted proxy).
+        self.addresses: dict[ServerConnection, str] = {}
         self.m_refused = registry.counter(
             "slipstream_refused_total",
             "Connections, polls and sessions refused or closed by auth and limits, by code",
@@ -75,18 +113,29 @@ class Guard:
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """websockets' ``process_request``: refuse the upgrade by origin or address."""
-        address = _peer(connection.remote_address)
+        headers = request.headers
+        address = self.proxies.client(
+            _peer(connection.remote_address),
+            _joined(headers.get_all("Forwarded")),
+            _joined(headers.get_all("X-Forwarded-For")),
+        )
+        self.addresses[connection] = address
         answer = self.gate.check_request(
-            address, request.headers.get("Origin"), asyncio.get_running_loop().time()
+            address, headers.get("Origin"), asyncio.get_running_loop().time()
         )
         if isinstance(answer, Refusal):
-            self.m_refused.inc(code=answer.code)
+            self._refused(answer, address, request.path)
             return connection.respond(answer.http_status, f"{answer.code}: {answer.message}\n")
         self._entries[connection] = answer
         return None
 
+    def _refused(self, refusal: Refusal, address: str, path: str) -> None:
+        self.m_refused.inc(code=refusal.code)
+        logger.debug("refused %s from %s: %s", path, address, refusal.code)
+
     def release(self, connection: ServerConnection) -> None:
         """The connection ended (call for every connection, refused or not)."""
+        self.addresses.pop(connection, None)
         entry = self._entries.pop(connection, None)
         if entry is not None:
             self.gate.leave(entry)
@@ -116,17 +165,34 @@ class Guard:
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """aiohttp middleware: origin, address, rate and token checks around telemetry paths."""
-        if not is_telemetry_path(request.path):
-            return await handler(request)
-        answer = self.gate.check_request(
+        """aiohttp middleware: origin, address, rate and token checks around guarded paths."""
+        headers = request.headers
+        address = self.proxies.client(
             request.remote or "",
-            request.headers.get("Origin"),
-            asyncio.get_running_loop().time(),
-            poll=True,
+            _joined(headers.getall("Forwarded", [])),
+            _joined(headers.getall("X-Forwarded-For", [])),
         )
+        request[_CLIENT] = address
+        path = request.path
+        now = asyncio.get_running_loop().time()
+        operator = is_operator_path(path)
+        if operator or path in COSTLY_PATHS:
+            refusal = self.gate.check_costly(address, now)
+            if refusal is None and operator:
+                refusal = self.gate.check_operator(
+                    address, request.query, headers.get("Authorization")
+                )
+                if refusal is not None:
+                    logger.info("refused %s from %s: %s", path, address, refusal.code)
+            if refusal is not None:
+                self._refused(refusal, address, path)
+                return _json_response(refusal.http_status, refusal.code, refusal.message)
+            return await handler(request)
+        if not is_telemetry_path(path):
+            return await handler(request)
+        answer = self.gate.check_request(address, headers.get("Origin"), now, poll=True)
         if isinstance(answer, Refusal):
-            self.m_refused.inc(code=answer.code)
+            self._refused(answer, address, path)
             return _json_response(answer.http_status, answer.code, answer.message)
         try:
             try:
@@ -216,6 +282,10 @@ class SessionGuard:
             self._breach(scoped, close)
             return None
         return dataclasses.replace(sub, cars=scoped[0], groups=scoped[1])
+
+
+def _joined(values: list[str]) -> str | None:
+    return ", ".join(values) if values else None
 
 
 def _peer(address: Any) -> str:

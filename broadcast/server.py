@@ -35,6 +35,7 @@ from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.metrics import Registry
+from slipstream.proxies import TrustedProxies
 from slipstream.records import (
     Frame,
     RaceEvent,
@@ -75,7 +76,9 @@ class BroadcastServer:
         self.bus = bus
         self.registry = registry if registry is not None else Registry()
         self.hub = Hub(config, self.registry)
-        self.guard = Guard(gate or Gate(), self.registry)
+        self.guard = Guard(
+            gate or Gate(), self.registry, TrustedProxies.parse(config.trusted_proxies)
+        )
         self.race_info = RaceInfo()
         self._server: Server | None = None
         self._runner: web.AppRunner | None = None
