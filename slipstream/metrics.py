@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from importlib import metadata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import prometheus_client as prom
 from prometheus_client import values as prom_values
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from prometheus_client.registry import Collector
+
+from slipstream.process_metrics import BuildInfo, ProcessMirror
 
 __all__ = [
     "GAUGE_MODES",
@@ -190,7 +188,11 @@ class Gauge(_Metric):
         self._child(labels).inc(amount)
 
     def set_function(self, callback: Callable[[], float], **labels: str) -> None:
-        """Read the value from ``callback`` at each scrape (and each second with workers)."""
+        """Read the value from ``callback`` at each scrape (and each second with workers).
+
+        With workers the callback also runs on the registry's refresh thread:
+        keep it a cheap read (a length, an attribute) that needs no lock.
+        """
         child = self._child(labels)
         self._callbacks[tuple(sorted(labels.items()))] = callback
         if self._registry.multiprocess_dir is None:
@@ -243,53 +245,6 @@ class Histogram(_Metric):
         return 0.0 if child is None else float(child._sum.get())
 
 
-class _BuildInfo(Collector):
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        try:
-            version = metadata.version("slipstream")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        family = GaugeMetricFamily(
-            "slipstream_build_info",
-            "The running Slipstream's version (always 1)",
-            labels=["version", "python", "prometheus_client"],
-        )
-        family.add_metric(
-            [version, platform.python_version(), metadata.version("prometheus_client")], 1.0
-        )
-        yield family
-
-
-class _ProcessMirror:
-    """The ``process_*`` metrics of this process, written to the shared directory."""
-
-    GAUGES = (
-        "process_open_fds",
-        "process_max_fds",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_start_time_seconds",
-    )
-
-    def __init__(self) -> None:
-        self._source = prom.ProcessCollector(registry=None)
-        self._gauges = {
-            name: prom.Gauge(name, name, registry=None, multiprocess_mode="liveall")
-            for name in self.GAUGES
-        }
-        self._cpu = prom.Counter("process_cpu_seconds_total", "Total CPU s", registry=None)
-        self._cpu_seen = 0.0
-
-    def refresh(self) -> None:
-        for family in self._source.collect():
-            for sample in family.samples:
-                if sample.name in self._gauges:
-                    self._gauges[sample.name].set(sample.value)
-                elif sample.name == "process_cpu_seconds_total" and sample.value > self._cpu_seen:
-                    self._cpu.inc(sample.value - self._cpu_seen)
-                    self._cpu_seen = sample.value
-
-
 class Registry:
     """The metrics of one process (of one node, with ``multiprocess_dir``).
 
@@ -304,10 +259,10 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
         self._families: dict[str, str] = {}
         self._render = prom.CollectorRegistry(auto_describe=False)
-        self._render.register(_BuildInfo())
+        self._render.register(BuildInfo())
         prom.PlatformCollector(registry=self._render)
         self.multiprocess_dir = Path(multiprocess_dir) if multiprocess_dir is not None else None
-        self._mirror: _ProcessMirror | None = None
+        self._mirror: ProcessMirror | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresh_s = refresh_s
@@ -319,7 +274,7 @@ class Registry:
             _use_multiprocess(self.multiprocess_dir)
             self._target = None  # values go to the directory; the scrape reads it
             MultiProcessCollector(self._render, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
-            self._mirror = _ProcessMirror()
+            self._mirror = ProcessMirror()
             self._refresh_soon()
 
     def _get(self, name: str, kind: type[_Metric], make: Callable[[], _Metric]) -> Any:
