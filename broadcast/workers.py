@@ -14,7 +14,7 @@ that dies before it ever served (bad flags, broker unreachable, port taken)
 stops the whole group with exit code 1.
 
 Metrics: the workers keep them in one directory of the node
-(``<tmp>/slipstream-metrics-<port>``, emptied at start, removed at stop;
+(``<tmp>/slipstream-metrics-<host>-<port>``, emptied at start, removed at stop;
 ``prometheus_client``'s multiprocess mode), so a scrape of ``/metrics`` (and
 the ``/ops`` page), whichever worker answers, shows the whole node.  The
 parent marks a dead worker's live gauges gone.
@@ -147,7 +147,9 @@ class _Supervisor:
         self.stopping = False
         base = config.server_id or "node"
         self.ids = [f"{base}-w{i + 1}" for i in range(workers)]
-        self.metrics_dir = Path(tempfile.gettempdir()) / f"slipstream-metrics-{config.port}"
+        # One directory per listening address: two nodes on one host never share it.
+        where = f"{config.host}-{config.port}".replace("/", "_")
+        self.metrics_dir = Path(tempfile.gettempdir()) / f"slipstream-metrics-{where}"
 
     def spawn(self, index: int) -> None:
         config = dataclasses.replace(self.config, server_id=self.ids[index], reuse_port=True)

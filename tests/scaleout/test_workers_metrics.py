@@ -142,7 +142,7 @@ async def test_one_scrape_shows_the_whole_node(kafka_broker: TansuBroker, kafka_
             code = await parent.wait()
             await log.task
     assert code == 0, "\n".join(log.lines[-20:])
-    leftover = Path(tempfile.gettempdir()) / f"slipstream-metrics-{port}"
+    leftover = Path(tempfile.gettempdir()) / f"slipstream-metrics-127.0.0.1-{port}"
     assert not leftover.exists(), "the node's metrics directory is removed at stop"
 
 
