@@ -68,8 +68,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         type=int,
         metavar="N",
         default=int(env("WORKERS", "1") or 1),
-        help="run N node processes sharing the port (SO_REUSEPORT), one per core "
-        "(env SLIPSTREAM_WORKERS; default 1; docs/deploy.md)",
+        help="run N node processes sharing the port (SO_REUSEPORT), one per core; /metrics "
+        "and /ops show the whole node (env SLIPSTREAM_WORKERS; default 1; docs/deploy.md)",
     )
     node.set_defaults(func=_cmd_broadcast)
 

@@ -9,6 +9,7 @@ from slipstream.codecs import CODECS, DEFAULT_CODEC
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env, env_int, env_number
 from slipstream.errors import ConfigError
 from slipstream.loop import EVENT_LOOPS
+from slipstream.proxies import TrustedProxies
 
 __all__ = ["BroadcastConfig", "add_broadcast_arguments"]
 
@@ -52,6 +53,8 @@ class BroadcastConfig:
             workers (set by ``slipstream broadcast --workers N``).
         event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``
             (see :mod:`slipstream.loop`).
+        trusted_proxies: Networks (CIDR) of the proxies whose ``Forwarded`` /
+            ``X-Forwarded-For`` name the fan; from any other peer they are ignored.
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +78,7 @@ class BroadcastConfig:
     events_topic: str = EVENTS_TOPIC
     reuse_port: bool = False
     event_loop: str = "auto"
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -103,6 +107,7 @@ class BroadcastConfig:
             raise ConfigError(
                 f"unknown event loop {self.event_loop!r}; expected one of {', '.join(EVENT_LOOPS)}"
             )
+        TrustedProxies.parse(self.trusted_proxies)  # ConfigError on a bad value
         if self.default_codec not in CODECS:
             raise ConfigError(
                 f"unknown default codec {self.default_codec!r}; known: {', '.join(CODECS)}"
@@ -129,6 +134,9 @@ class BroadcastConfig:
             # Only `slipstream broadcast` has these (other stages name topics too).
             frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
             events_topic=getattr(args, "events_topic", None) or EVENTS_TOPIC,
+            trusted_proxies=tuple(
+                p.strip() for v in args.trusted_proxy for p in v.split(",") if p.strip()
+            ),
         )
 
 
@@ -232,4 +240,14 @@ def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("SERVER_ID"),
         help="this node's name in the hello and /healthz (env SLIPSTREAM_SERVER_ID; "
         "default: a random node-XXXXXXXX)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        default=[p for p in (env("TRUSTED_PROXIES") or "").split(",") if p.strip()],
+        help="believe Forwarded / X-Forwarded-For only from peers in this network (e.g. the "
+        "load balancer's 10.0.0.0/8), so per-address limits and logs see the fan; repeatable "
+        "or comma-separated (env SLIPSTREAM_TRUSTED_PROXIES; default: none, the headers are "
+        "ignored)",
     )

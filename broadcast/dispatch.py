@@ -1,11 +1,11 @@
-"""One port for everything: route each new connection to websockets or aiohttp.
+"""One port for everything: route each new connection to the WebSocket side or aiohttp.
 
 :class:`DispatchProtocol` buffers the request head of a new connection.  A
-request that asks for ``Upgrade: websocket`` is handed to a ``websockets``
-:class:`ServerConnection` (so ``broadcast()`` works on it); anything else goes
-to aiohttp's request handler.  The hand-over is the transport's
-``set_protocol`` plus ``connection_made`` and ``data_received`` of the
-buffered bytes: neither library can tell the difference.
+request that asks for ``Upgrade: websocket`` is handed to the node's
+WebSocket protocol (``broadcast/ws.py``); anything else goes to aiohttp's
+request handler.  The hand-over is the transport's ``set_protocol`` plus
+``connection_made`` and ``data_received`` of the buffered bytes: neither side
+can tell the difference.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import cast
 
 __all__ = ["MAX_HEAD_BYTES", "DispatchProtocol"]
 
@@ -53,8 +54,8 @@ class DispatchProtocol(asyncio.Protocol):
         self._buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if self._send_buffer_bytes is not None and sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)

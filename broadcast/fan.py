@@ -151,6 +151,7 @@ class Fan:
         "paused",
         "race",
         "remote",
+        "resumes",
         "room",
         "sink",
         "state",
@@ -187,6 +188,8 @@ class Fan:
         self.paused = False
         self.errors = 0
         self.history_from = -1
+        #: Resumes from a cursor so far (adapters time them: see ``Hub.perform``).
+        self.resumes = 0
         #: The adapter's object for this fan (its connection); never used by the core.
         self.owner: Any = None
 
@@ -274,6 +277,8 @@ class Fan:
             return out
         node.go_idle(self)
         self.state, self.sub = IDLE, sub
+        if sub.cursor is not None:
+            self.resumes += 1
         plan = plan_resume(ring, sub.cursor, sub.keyframe)
         history = False
         if plan.jump and sub.cursor is not None and latest is not None:

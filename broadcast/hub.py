@@ -22,6 +22,7 @@ from broadcast.fan import Action, Close, Fan, ReadHistory, Send
 from broadcast.fanout import EncodedTick
 from broadcast.fans import Fans
 from broadcast.history import BusHistory, HistoryUnavailable
+from broadcast.metrics import NodeMetrics
 from broadcast.ring import ReplayRing, notice_message
 from broadcast.ticks import TickData
 from slipstream.metrics import Registry
@@ -50,6 +51,7 @@ class Hub:
     def __init__(self, config: BroadcastConfig, registry: Registry) -> None:
         self.config = config
         self.fans = Fans(config, registry)
+        self.metrics = NodeMetrics(registry)
         self.history: BusHistory | None = None
         self._tick_event = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,8 +82,8 @@ class Hub:
         self.m_fanout = r.counter(
             "slipstream_tick_fanout_seconds_total", "Time spent writing ticks to fans"
         )
-        self.m_last_fanout = r.gauge(
-            "slipstream_tick_fanout_seconds", "Encode and fan-out time of the latest tick"
+        self.m_last_fanout = r.gauge(  # not ..._fanout_seconds: that is the counter's family
+            "slipstream_tick_last_fanout_seconds", "Encode and fan-out time of the latest tick"
         )
         self.m_encodes = r.gauge(
             "slipstream_tick_encodes", "Codec encodes of the latest tick (one per codec in use)"
@@ -141,6 +143,8 @@ class Hub:
             self.sent(transport, len(sinks), len(sinks) * len(data))
         self.m_encode.inc(planned - start)
         self.m_fanout.inc(end - planned)
+        self.metrics.encode.observe(planned - start)
+        self.metrics.fanout.observe(end - planned)
         self.m_last_fanout.set(end - start)
         self.m_encodes.set(float(self.stats.encodes - encodes))
 
@@ -182,20 +186,35 @@ class Hub:
 
     # -- actions -------------------------------------------------------------
 
-    def perform(self, fan: Fan, actions: Iterable[Action]) -> None:
-        """Carry out a fan's actions through its connection (``fan.owner``)."""
+    def perform(
+        self, fan: Fan, actions: Iterable[Action], resume_started: float | None = None
+    ) -> None:
+        """Carry out a fan's actions through its connection (``fan.owner``).
+
+        Args:
+            resume_started: ``perf_counter()`` when the event that made these
+                actions came in, if it was a resume: its time is observed once
+                the fan is live (after any re-read from the bus).
+        """
         conn: Connection = fan.owner
+        history = None
         for action in actions:
             if isinstance(action, Send):
                 conn.send(action.message, action.event_id)
             elif isinstance(action, Close):
                 conn.close(action.code, action.reason)
             elif isinstance(action, ReadHistory):
-                task = asyncio.get_running_loop().create_task(self._replay(fan, action))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                history = action
+        if history is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._replay(fan, history, resume_started)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif resume_started is not None:
+            self.metrics.resume.observe(time.perf_counter() - resume_started)
 
-    async def _replay(self, fan: Fan, action: ReadHistory) -> None:
+    async def _replay(self, fan: Fan, action: ReadHistory, started: float | None) -> None:
         """Re-read ticks from the bus for a resuming fan, chunk by chunk."""
         try:
             async with contextlib.aclosing(
@@ -206,7 +225,7 @@ class Hub:
         except HistoryUnavailable as exc:
             # What was sent stands; history_end() notices the gap that is left.
             logger.info("resume from the bus stopped: %s", exc)
-        self.perform(fan, fan.history_end())
+        self.perform(fan, fan.history_end(), started)
 
     def history_reaches(self, race: str, after: int) -> bool:
         """Whether the ticks between ``after`` and the ring may be re-read from the bus."""

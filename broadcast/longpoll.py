@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ async def collect(
         if isinstance(action, Send):
             messages.append(action.message)
         elif isinstance(action, ReadHistory):
+            started = time.perf_counter()  # a poll's resumes worth timing: from the bus
             first: list[EncodedTick] = []
             with contextlib.suppress(HistoryUnavailable):
                 async with contextlib.aclosing(
@@ -122,6 +124,7 @@ async def collect(
                         break
             more = fan.history_chunk(first) + fan.history_end(more=True)
             messages += [a.message for a in more if isinstance(a, Send)]
+            hub.metrics.resume.observe(time.perf_counter() - started)
     race, tick = fan.cursor
     if not messages:
         return [], cursor

@@ -28,6 +28,7 @@ from slipstream.config import DEFAULT_PARTITIONS
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.metrics import Registry
+from slipstream.proxies import TrustedProxies
 from slipstream.records import (
     Frame,
     RaceEvent,
@@ -70,7 +71,9 @@ class BroadcastServer:
         if config.server_id is None:
             config = self.config = dataclasses.replace(config, server_id=self.server_id)
         self.hub = Hub(config, self.registry)
-        self.guard = Guard(gate or Gate(), self.registry)
+        self.guard = Guard(
+            gate or Gate(), self.registry, TrustedProxies.parse(config.trusted_proxies)
+        )
         self.ws = WsServer(self.hub, self.guard)
         self.race_info = RaceInfo()
         self._server: asyncio.Server | None = None
@@ -85,6 +88,13 @@ class BroadcastServer:
         self._m_bad = r.counter(
             "slipstream_broadcast_bad_records_total", "Records this node could not decode"
         )
+        self._m_late = r.counter(
+            "slipstream_broadcast_late_frames_total",
+            "Frames dropped because their tick had gone out without them",
+            labels=(),
+        )
+        self._late_counted = 0
+        self.metrics = self.hub.metrics
 
     @property
     def port(self) -> int:
@@ -157,11 +167,8 @@ class BroadcastServer:
         self.registry.gauge(
             "slipstream_tick_wait_seconds",
             "How long a tick now waits for a late car (grows while frames come late)",
+            mode="livemax",
         ).set_function(lambda: assembler.current_wait_s)
-        self.registry.gauge(
-            "slipstream_broadcast_late_frames",
-            "Frames dropped since start because their tick had gone out without them",
-        ).set_function(lambda: float(assembler.late_frames))
         self._index = TickIndex()
         if cfg.history_ticks > 0:
             self.hub.history = BusHistory(self.bus, cfg.frames_topic, self._index, self.hub.stats)
@@ -256,6 +263,7 @@ class BroadcastServer:
             for item, record in decoded:
                 if isinstance(item, Frame):
                     ticks += assembler.add_frame(item, record.partition, now)
+                    self.metrics.frame_read(item.race, item.tick, record.timestamp_ms)
                     if item.race == assembler.race:
                         index.add_frame(item.race, item.tick, record.partition, record.offset)
                 else:
@@ -268,6 +276,11 @@ class BroadcastServer:
                     index.add_tick(data)
                 self.race_info.observe(ticks)
                 self.hub.publish(ticks, assembler.known_cars)
+                if self._caught_up.is_set():  # the bus's backlog is not lag
+                    self.metrics.ticks_emitted(ticks)
+            if assembler.late_frames > self._late_counted:
+                self._m_late.inc(float(assembler.late_frames - self._late_counted))
+                self._late_counted = assembler.late_frames
             if not self._caught_up.is_set():
                 await self._check_caught_up(consumer)
 

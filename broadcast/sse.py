@@ -31,7 +31,7 @@ from aiohttp import web
 
 from broadcast.fan import Fan
 from broadcast.framing import SSE_HEARTBEAT, chunk, sse_event
-from broadcast.guard import request_grant, scope_request
+from broadcast.guard import client_address, request_grant, scope_request
 from broadcast.hub import Hub
 from broadcast.longpoll import bad_request, request_subscription
 from broadcast.protocol import (
@@ -134,7 +134,6 @@ class SseStreams:
         transport = request.transport
         if transport is None:
             return web.Response(status=503)
-        assert isinstance(transport, asyncio.Transport)
         resp = web.StreamResponse(
             headers={
                 "Content-Type": SSE_CONTENT_TYPE,
@@ -148,7 +147,7 @@ class SseStreams:
         stream = SseStream(hub, transport)
         stream_id = secrets.token_urlsafe(12)
         fan = Fan(
-            hub.fans, "sse", stream.sink, fan_id=stream_id, remote=request.remote or "",
+            hub.fans, "sse", stream.sink, fan_id=stream_id, remote=client_address(request),
             room=stream.room,
         )  # fmt: skip
         fan.owner = stream
@@ -163,7 +162,9 @@ class SseStreams:
             if hub.closing:
                 stream.send(hub.shutdown_notice(), None)
                 return resp
-            hub.perform(fan, fan.resume(dataclasses.replace(sub, cursor=cursor, keyframe=keyframe)))
+            started = time.perf_counter()
+            actions = fan.resume(dataclasses.replace(sub, cursor=cursor, keyframe=keyframe))
+            hub.perform(fan, actions, started if cursor is not None else None)
             await self._heartbeat(stream)
         finally:
             self.streams.pop(stream_id, None)

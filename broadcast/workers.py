@@ -12,6 +12,12 @@ The parent only supervises: it reserves the port, starts the workers
 dies after it was serving, and stops them all on SIGTERM/SIGINT.  A worker
 that dies before it ever served (bad flags, broker unreachable, port taken)
 stops the whole group with exit code 1.
+
+Metrics: the workers keep them in one directory of the node
+(``<tmp>/slipstream-metrics-<host>-<port>``, emptied at start, removed at stop;
+``prometheus_client``'s multiprocess mode), so a scrape of ``/metrics`` (and
+the ``/ops`` page), whichever worker answers, shows the whole node.  The
+parent marks a dead worker's live gauges gone.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ import dataclasses
 import logging
 import multiprocessing
 import queue
+import shutil
 import signal
 import socket
+import tempfile
 import time
 import types
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
+from pathlib import Path
 
 from broadcast.config import BroadcastConfig
 from slipstream.auth import AuthConfig
@@ -38,6 +47,7 @@ from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.limits import LimitsConfig
 from slipstream.loop import run as run_loop
+from slipstream.metrics import forget_process, prepare_multiprocess_dir
 
 __all__ = ["MAX_WORKERS", "run_workers"]
 
@@ -78,6 +88,7 @@ def _worker_main(
     log_level: str,
     log_format: str,
     ready: Queue[int],
+    metrics_dir: Path,
 ) -> None:
     """Entry point of one worker process (spawned)."""
     from slipstream.cli import configure_logging
@@ -86,24 +97,32 @@ def _worker_main(
     # SIGINT from a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Each worker enforces the limits on its own connections.
-    run_loop(_serve(index, bus_config, config, Gate(*gate), ready), config.event_loop)
+    run_loop(_serve(index, bus_config, config, Gate(*gate), ready, metrics_dir), config.event_loop)
 
 
 async def _serve(
-    index: int, bus_config: BusConfig, config: BroadcastConfig, gate: Gate, ready: Queue[int]
+    index: int,
+    bus_config: BusConfig,
+    config: BroadcastConfig,
+    gate: Gate,
+    ready: Queue[int],
+    metrics_dir: Path,
 ) -> None:
     from broadcast.server import BroadcastServer
+    from slipstream.metrics import Registry
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    registry = Registry(multiprocess_dir=metrics_dir)
     bus = make_bus(bus_config)
     await bus.start()
     try:
-        async with BroadcastServer(config, bus, gate=gate):
+        async with BroadcastServer(config, bus, registry, gate=gate):
             ready.put(index)
             await stop.wait()
     finally:
         await bus.stop()
+        registry.close()
 
 
 class _Supervisor:
@@ -129,12 +148,23 @@ class _Supervisor:
         self.stopping = False
         base = config.server_id or "node"
         self.ids = [f"{base}-w{i + 1}" for i in range(workers)]
+        # One directory per listening address: two nodes on one host never share it.
+        where = f"{config.host}-{config.port}".replace("/", "_")
+        self.metrics_dir = Path(tempfile.gettempdir()) / f"slipstream-metrics-{where}"
 
     def spawn(self, index: int) -> None:
         config = dataclasses.replace(self.config, server_id=self.ids[index], reuse_port=True)
         process = self.context.Process(
             target=_worker_main,
-            args=(index, self.bus_config, config, self.gate, *self.log, self.ready),
+            args=(
+                index,
+                self.bus_config,
+                config,
+                self.gate,
+                *self.log,
+                self.ready,
+                self.metrics_dir,
+            ),
             name=f"slipstream-broadcast-w{index + 1}",
         )
         process.start()
@@ -155,6 +185,13 @@ class _Supervisor:
         self.stopping = True
 
     def run(self, reservation: socket.socket) -> int:
+        prepare_multiprocess_dir(self.metrics_dir)
+        try:
+            return self._run(reservation)
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _run(self, reservation: socket.socket) -> int:
         for index in range(self.count):
             self.spawn(index)
         code = 0
@@ -169,6 +206,8 @@ class _Supervisor:
             for index, process in list(self.processes.items()):
                 if process.is_alive() or index in restart_at:
                     continue
+                if process.pid is not None:  # its gauges (fans, memory) are gone with it
+                    forget_process(process.pid, self.metrics_dir)
                 if index not in self.served:
                     logger.error(
                         "worker %s exited with code %s before serving; stopping",

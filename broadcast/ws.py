@@ -25,8 +25,7 @@ import logging
 import math
 import secrets
 import time
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Any, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -144,7 +143,8 @@ class WsConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         limit = self.server.config.max_send_buffer_bytes
         transport.set_write_buffer_limits(high=limit, low=limit // 2)
@@ -266,9 +266,8 @@ class WsConnection(asyncio.Protocol):
         refusal = _check_path(request)
         address = _peer(self.transport)
         if refusal is None:
-            answer = guard.gate.check_request(address, request.headers.get("Origin"), loop.time())
+            address, answer = guard.admit(address, request, loop.time())
             if isinstance(answer, Refusal):
-                guard.m_refused.inc(code=answer.code)
                 refusal = (answer.http_status, f"{answer.code}: {answer.message}\n")
             else:
                 self._entry = answer
@@ -283,11 +282,9 @@ class WsConnection(asyncio.Protocol):
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
-        query = dict(parse_qsl(request.path.partition("?")[2]))
         try:
-            grant = guard.gate.authenticate(query, request.headers.get("Authorization"))
+            grant = guard.authenticate(request)
         except AuthError as exc:
-            guard.m_refused.inc(code=exc.code)
             self.close(exc.close_code, exc.message)
             return
         hub = server.hub
@@ -342,8 +339,10 @@ class WsConnection(asyncio.Protocol):
             except UnicodeDecodeError:
                 self.close(_CLOSE_INVALID_DATA, "invalid UTF-8 in a text message")
                 return
-        loop_now = asyncio.get_running_loop().time()
-        self.server.hub.perform(fan, fan.receive(message, loop_now, time.time()))
+        started = time.perf_counter()
+        resumes = fan.resumes
+        actions = fan.receive(message, asyncio.get_running_loop().time(), time.time())
+        self.server.hub.perform(fan, actions, started if fan.resumes != resumes else None)
 
 
 def _peer(transport: asyncio.BaseTransport | None) -> str:

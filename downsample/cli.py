@@ -10,36 +10,56 @@ import signal
 from typing import Any
 
 from downsample.config import DownsampleConfig, add_downsample_arguments
-from slipstream.config import BusConfig, add_bus_arguments
+from slipstream.config import BusConfig, add_bus_arguments, env
 
 __all__ = ["register", "register_bench", "serve"]
 
 logger = logging.getLogger(__name__)
 
 
-async def serve(config: DownsampleConfig, bus_config: BusConfig) -> None:
-    """Run a :class:`~downsample.service.DownsampleService` until SIGTERM/SIGINT."""
+async def serve(
+    config: DownsampleConfig,
+    bus_config: BusConfig,
+    metrics: tuple[str, int] | None = None,
+) -> None:
+    """Run a :class:`~downsample.service.DownsampleService` until SIGTERM/SIGINT.
+
+    Args:
+        config: The service's settings.
+        bus_config: The bus.
+        metrics: ``(host, port)`` to serve ``/metrics`` on, or None.
+    """
     from downsample.service import DownsampleService
     from slipstream.bus import make_bus
+    from slipstream.metrics import Registry
+    from slipstream.metrics_server import MetricsServer
 
+    registry = Registry()
+    server = MetricsServer(registry, *metrics) if metrics is not None else None
+    if server is not None:
+        await server.start()
+        logger.info("metrics at http://%s:%d/metrics", server.host, server.port)
     bus = make_bus(bus_config)
-    await bus.start()
     try:
+        await bus.start()
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         if task is not None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await DownsampleService(config, bus).run()
+            await DownsampleService(config, bus, registry).run()
         logger.info("downsampler stopped")
     finally:
         await bus.stop()
+        if server is not None:
+            await server.stop()
 
 
 def _cmd_downsample(args: argparse.Namespace) -> int:
     config = DownsampleConfig.from_args(args)
-    asyncio.run(serve(config, BusConfig.from_args(args)))
+    metrics = (args.metrics_host, args.metrics_port) if args.metrics_port is not None else None
+    asyncio.run(serve(config, BusConfig.from_args(args), metrics))
     return 0
 
 
@@ -57,6 +77,20 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_bus_arguments(parser, required=True)
     add_downsample_arguments(parser)
+    port = env("METRICS_PORT")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        default=int(port) if port else None,
+        help="serve Prometheus /metrics on this port (env SLIPSTREAM_METRICS_PORT; default: "
+        "none; deploy/prometheus scrapes it, docs/deploy.md)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=env("METRICS_HOST", "127.0.0.1"),
+        help="address of --metrics-port (env SLIPSTREAM_METRICS_HOST; default 127.0.0.1)",
+    )
     parser.set_defaults(func=_cmd_downsample)
 
 

@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import defaultdict, deque
 
 from downsample.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint
 from downsample.config import DownsampleConfig
 from downsample.windows import Counts, PartitionWindows, WindowRules
 from ingest.dlq import DeadLetter, encode_dead_letter
-from ingest.validate import Validator
+from ingest.validate import REASONS, Validator
 from slipstream.bus.base import Bus, Consumer, Producer, Record, TopicPartition
 from slipstream.catalogue import CATALOGUE, Catalogue
 from slipstream.errors import BusError
@@ -42,6 +43,8 @@ _MAX_IN_FLIGHT = 4
 #: After a broker outage, races stay open until the producers are seen back, or
 #: for this many times ``idle_flush_ms`` (a producer that died meanwhile).
 OUTAGE_GRACE_FACTOR = 10
+#: Window close lag: the allowed lateness (1 s by default) plus the pipeline's delay.
+CLOSE_LAG_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
 async def _send_after(
@@ -107,8 +110,10 @@ class DownsampleService:
         )
         self._m_frames = registry.counter("slipstream_frames_total", "2 Hz frames produced")
         self._m_dlq = registry.counter(
-            "slipstream_dlq_records_total", "Raw records dead-lettered, by reason"
+            "slipstream_dlq_records_total", "Raw records dead-lettered, by reason", ("reason",)
         )
+        for reason in REASONS:  # every reason's series exists before its first dead letter
+            self._m_dlq.init(reason=reason)
         self._m_late = registry.counter(
             "slipstream_late_samples_total", "Samples that arrived after their window closed"
         )
@@ -116,8 +121,16 @@ class DownsampleService:
             "slipstream_duplicates_total", "Raw records dropped as duplicates"
         )
         self._m_lag = registry.gauge(
-            "slipstream_consumer_lag_records", "Raw records not yet read by this member"
+            "slipstream_consumer_lag_records", "Raw records not yet read by this member", ()
         )
+        self._m_close_lag = registry.histogram(
+            "slipstream_downsample_window_close_lag_seconds",
+            "From the bus timestamp of the oldest record of the batch that closed a window "
+            "(or of a partition's last record, for an idle flush) to the window's frames",
+            CLOSE_LAG_BUCKETS_S,
+            labels=(),
+        )
+        self._last_record_ms: dict[int, int] = {}
 
     async def run(self) -> None:
         """Run until cancelled; nothing is committed that is not accounted for."""
@@ -220,15 +233,27 @@ class DownsampleService:
         frames: list[Frame] = []
         dead: list[DeadLetter] = []
         idle_s = self.config.idle_flush_ms / 1000
+        wall_s = time.time()
         for partition, windows in self._windows.items():
             batch = by_partition.get(partition)
             if batch and partition not in fresh:
                 f, d = windows.process(batch, now)
+                self._observe_close_lag(f, wall_s - batch[0].timestamp_ms / 1000)
+                self._last_record_ms[partition] = batch[-1].timestamp_ms
                 frames += f
                 dead += d
             if partition in quiet:
-                frames += windows.flush_idle(now, idle_s)
+                flushed = windows.flush_idle(now, idle_s)
+                last_ms = self._last_record_ms.get(partition)
+                if last_ms is not None:
+                    self._observe_close_lag(flushed, wall_s - last_ms / 1000)
+                frames += flushed
         return frames, dead
+
+    def _observe_close_lag(self, frames: list[Frame], lag_s: float) -> None:
+        """One observation per window closed (a window is one tick of one race)."""
+        for _ in range(len({(f.race, f.tick) for f in frames})):
+            self._m_close_lag.observe(max(0.0, lag_s))
 
     async def _send(self, producer: Producer, frames: list[Frame], dead: list[DeadLetter]) -> None:
         """Queue frames and dead letters behind the previous sends (order kept per topic).

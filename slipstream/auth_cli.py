@@ -1,4 +1,4 @@
-"""``slipstream token``: mint a fan token from ``SLIPSTREAM_SECRET``."""
+"""``slipstream token``: mint a fan or operator token; make an Ed25519 key pair."""
 
 from __future__ import annotations
 
@@ -6,10 +6,17 @@ import argparse
 import sys
 from typing import Any
 
-from slipstream.auth import MIN_SECRET_BYTES, mint_token
+from slipstream.auth import mint_token
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import env
 from slipstream.errors import ConfigError
+from slipstream.keys import (
+    MIN_SECRET_BYTES,
+    SigningKey,
+    generate_key_pair,
+    hmac_key,
+    load_private_key,
+)
 
 __all__ = ["register"]
 
@@ -42,12 +49,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     premium = ", ".join(g.name for g in CATALOGUE.groups if g.premium) or "none"
     parser = commands.add_parser(
         "token",
-        help="mint a signed, expiring fan token (needs SLIPSTREAM_SECRET)",
-        description="Print a token (an HS256 JWT) that lets a fan subscribe to the given cars "
+        help="mint a signed, expiring fan or operator token",
+        description="Print a token (a JWT) that lets a fan subscribe to the given cars "
         "and channel groups until it expires; pass it to `slipstream subscribe --token`, the "
-        "Python client or the page (?token=). Signed with the secret in SLIPSTREAM_SECRET "
-        f"(at least {MIN_SECRET_BYTES} bytes), the same the broadcast nodes use. "
-        f"Premium groups ({premium}) are only granted when named.",
+        "Python client or the page (?token=). Signed with the Ed25519 private key of "
+        "--private-key (EdDSA: the nodes hold only its public key, --token-public-key) or "
+        f"else the secret in SLIPSTREAM_SECRET (HS256, at least {MIN_SECRET_BYTES} bytes, the "
+        "same the nodes use). The token's header names its key (kid), so nodes accept the "
+        "current and the previous key during a rotation. "
+        f"Premium groups ({premium}) are only granted when named. --operator mints a token "
+        "for the operator paths (/v1/sessions) instead, which carries no telemetry.",
     )
     parser.add_argument(
         "--cars",
@@ -72,18 +83,52 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="lifetime in seconds (default 3600); the session ends when it expires",
     )
     parser.add_argument("--subject", help="who the token is for (kept in the token, for logs)")
+    parser.add_argument(
+        "--operator",
+        action="store_true",
+        help="an operator token: opens /v1/sessions and other per-fan details, no telemetry "
+        "(--cars and --groups are ignored)",
+    )
+    parser.add_argument(
+        "--private-key",
+        metavar="PEM",
+        default=env("TOKEN_PRIVATE_KEY"),
+        help="sign with this Ed25519 private key (EdDSA) instead of SLIPSTREAM_SECRET "
+        "(env SLIPSTREAM_TOKEN_PRIVATE_KEY)",
+    )
+    parser.add_argument(
+        "--generate-key",
+        metavar="PATH",
+        help="write a new Ed25519 key pair to PATH (private, mode 0600) and PATH.pub (for the "
+        "nodes' --token-public-key), print its kid and exit",
+    )
     parser.set_defaults(func=_cmd_token)
 
 
-def _cmd_token(args: argparse.Namespace) -> int:
+def _signing_key(args: argparse.Namespace) -> SigningKey:
+    if args.private_key:
+        return load_private_key(args.private_key)
     secret = env("SECRET")
     if not secret:
         raise ConfigError(
             "SLIPSTREAM_SECRET is not set: export the secret the broadcast nodes use "
-            '(make one with: python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            '(make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"), '
+            "or sign with --private-key"
         )
+    return hmac_key(secret)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    if args.generate_key:
+        private, public, kid = generate_key_pair(args.generate_key)
+        sys.stdout.write(f"kid {kid}\nprivate key {private} (keep it on the ticketing side)\n")
+        sys.stdout.write(f"public key {public} (give it to the nodes: --token-public-key)\n")
+        return 0
+    key = _signing_key(args)
     try:
-        token = mint_token(secret, args.cars, args.groups, args.ttl, subject=args.subject)
+        token = mint_token(
+            key, args.cars, args.groups, args.ttl, subject=args.subject, operator=args.operator
+        )
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise

@@ -15,8 +15,15 @@ HTTP statuses or WebSocket close codes (docs/security.md):
 4. Each subscription: :meth:`SessionGate.on_subscribe` / :meth:`Gate.scope`
    (subscribe rate, then the grant's scope: ``forbidden`` is close 4003 / HTTP 403).
 
-With neither auth nor limits configured, every check passes: a library user
-(tests, benchmarks) gets an open node unless it asks for a gate.
+Operator paths (per-fan details such as ``/v1/sessions``) ask
+:meth:`Gate.check_operator`: an operator token when auth is on (401 without a
+token, 403 with a fan token), a loopback client when it is off.  Costly public
+paths (``/metrics``, ``/v1/race``) and the operator paths ask
+:meth:`Gate.check_costly` (HTTP 429 beyond :data:`COSTLY_RATE_PER_S` per address).
+
+With neither auth nor limits configured, every check passes but the
+operator one: a library user (tests, benchmarks) gets an open node unless it
+asks for a gate.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from slipstream.auth import (
+    HTTP_FORBIDDEN,
     AuthConfig,
     AuthError,
     Grant,
@@ -47,6 +55,8 @@ from slipstream.limits import (
 )
 
 __all__ = [
+    "COSTLY_BURST",
+    "COSTLY_RATE_PER_S",
     "MAX_CLOSE_REASON_BYTES",
     "Entry",
     "Gate",
@@ -58,6 +68,10 @@ __all__ = [
 
 #: Longest WebSocket close reason (RFC 6455: 125 bytes of control payload, 2 for the code).
 MAX_CLOSE_REASON_BYTES = 123
+#: Requests per second per address to a costly path (scrapes, ops pages): a Prometheus
+#: scrape is one per 15 s, an ops page one per second.
+COSTLY_RATE_PER_S = 5.0
+COSTLY_BURST = 20.0
 
 
 def _is_loopback(address: str) -> bool:
@@ -113,6 +127,7 @@ class Gate:
         self._origins: OriginPolicy | None = limits.origin_policy() if limits else None
         self._addresses: AddressLimiter | None = limits.address_limiter() if limits else None
         self._polls: AddressBuckets | None = limits.poll_buckets() if limits else None
+        self._costly = AddressBuckets(COSTLY_RATE_PER_S, COSTLY_BURST) if limits else None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Gate:
@@ -126,12 +141,14 @@ class Gate:
 
     def describe(self) -> str:
         """One line for people: is auth on, and how to change that."""
-        if self.auth_enabled:
+        if self.auth_enabled and self.verifier is not None:
+            kinds = "SLIPSTREAM_SECRET" if self.auth and self.auth.secret else "public keys"
             return (
-                "auth: on (SLIPSTREAM_SECRET is set): fans need a token from `slipstream token`; "
+                f"auth: on ({kinds}; keys {', '.join(self.verifier.keys.kids)}): fans need a token "
+                "from `slipstream token`, /v1/sessions an operator token (--operator); "
                 "pass --no-auth for local use"
             )
-        if self.auth is not None and self.auth.secret:
+        if self.auth is not None and (self.auth.secret or self.auth.public_keys):
             return "auth: off (--no-auth): anyone who can reach this port sees every group"
         return (
             "auth: off (SLIPSTREAM_SECRET is not set): anyone who can reach this port sees "
@@ -171,6 +188,61 @@ class Gate:
                 f"more than {self._addresses.max_per_address} connections from {address}",
             )
         return Entry(address)
+
+    def _unlimited(self, address: str) -> bool:
+        return self.limits is None or (not self.limits.limit_loopback and _is_loopback(address))
+
+    def check_costly(self, address: str, now: float) -> Refusal | None:
+        """Admit a request to a costly path (``/metrics``, ``/v1/race``, operator paths)."""
+        if self._costly is None or self._unlimited(address):
+            return None
+        if self._costly.allow(address, now):
+            return None
+        return Refusal(
+            HTTP_TOO_MANY_REQUESTS,
+            "too_many_requests",
+            f"more than {COSTLY_RATE_PER_S:g} requests/s to this path from {address}; slow down",
+        )
+
+    def check_operator(
+        self,
+        address: str,
+        query: Mapping[str, str],
+        authorization: str | None,
+        now: float | None = None,
+    ) -> Refusal | None:
+        """Admit a request to an operator path (per-fan details), or refuse it (401 / 403).
+
+        Args:
+            address: The client's address (after trusted proxies).
+            query: The request's query parameters (``token``).
+            authorization: Its ``Authorization`` header.
+            now: Wall-clock time, s since the epoch (default: now).
+        """
+        if self.verifier is None:
+            if _is_loopback(address):
+                return None
+            return Refusal(
+                HTTP_FORBIDDEN,
+                "operator_only",
+                "auth is off, so this operator path answers loopback clients only; set "
+                "SLIPSTREAM_SECRET (or --token-public-key) and use an operator token",
+            )
+        try:
+            grant = self.verifier.verify(token_from_request(query, authorization), now)
+        except AuthError as exc:
+            message = exc.message
+            if exc.code == "missing_token":
+                message = "this operator path needs an operator token (slipstream token --operator)"
+            return Refusal(exc.http_status, exc.code, message)
+        if not grant.operator:
+            return Refusal(
+                HTTP_FORBIDDEN,
+                "operator_only",
+                "a fan token does not open operator paths; use an operator token "
+                "(slipstream token --operator)",
+            )
+        return None
 
     def leave(self, entry: Entry) -> None:
         """The connection or poll of ``entry`` ended."""

@@ -26,6 +26,7 @@ from slipstream.auth import AuthConfig, mint_token
 from slipstream.bus import MemoryBus
 from slipstream.catalogue import CATALOGUE
 from slipstream.gate import Gate
+from slipstream.metrics import Counter
 from slipstream.testing import unique_name
 from tests.broadcast.fans import FANS, Fan, WsFan
 from tests.broadcast.helpers import Feeder, frame_values
@@ -124,7 +125,7 @@ class Rig:
     def metric(self, name: str) -> float:
         """A counter of the node's registry (docs/protocol.md, Metrics), summed over labels."""
         metric = self.server.registry.get(name)
-        return sum(value for _, value in metric.samples()) if metric is not None else 0.0
+        return metric.total() if isinstance(metric, Counter) else 0.0
 
 
 async def emitted(server: BroadcastServer, race: str, number: int, timeout_s: float = 10) -> None:
