@@ -197,7 +197,7 @@ class WsConnection(asyncio.Protocol):
     def send(self, message: bytes, event_id: str | None) -> None:
         """Write one server message as a binary frame."""
         transport = self.transport
-        if transport is None or self.protocol.state is not State.OPEN:
+        if transport is None or transport.is_closing() or self.protocol.state is not State.OPEN:
             return
         frame = ws_frame(message)
         transport.write(frame)
@@ -221,6 +221,8 @@ class WsConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.fan is None or self.protocol.state is not State.OPEN:
             return
+        if transport.is_closing():
+            return
         if self.ping_outstanding:
             # Fail the connection (RFC 6455 7.1.7): a dead peer would not answer a close.
             if self.fan is not None:
@@ -243,7 +245,8 @@ class WsConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or transport.is_closing():
+            self.protocol.data_to_send()  # nowhere to go
             return
         for data in self.protocol.data_to_send():
             if data:

@@ -9,7 +9,7 @@ import pytest
 import uvloop
 
 #: Tests that run once per event loop the node may run on.
-BOTH_LOOPS = ("test_scenarios.py",)
+BOTH_LOOPS = ("test_scenarios.py", "test_protocol.py", "test_bad_input.py", "test_slow_fan.py")
 
 
 def pytest_asyncio_loop_factories(
