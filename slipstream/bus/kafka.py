@@ -219,13 +219,13 @@ class KafkaBus:
                 ) from None
             raise BusUnreachableError(
                 f"no Kafka broker answered at {self.bootstrap} within {timeout_s:g} s"
-                + await self._causes()
+                + await self._causes("")
             ) from None
         except (KafkaConnectionError, OSError) as exc:
             await close()
             raise BusUnreachableError(
-                f"cannot connect to the Kafka broker at {self.bootstrap}: {exc}"
-                + await self._causes()
+                f"cannot connect to the Kafka cluster at {self.bootstrap}"
+                + await self._causes(f": {exc}")
             ) from exc
         except KafkaError as exc:
             await close()
@@ -234,12 +234,12 @@ class KafkaBus:
             await close()
             raise
 
-    async def _causes(self) -> str:
-        """Why each bootstrap server failed, as the end of an error message."""
+    async def _causes(self, reason: str) -> str:
+        """The end of an error message: why each bootstrap server failed, else ``reason``."""
         problems = await diagnose(self.client, client_id=self.settings.client_id)
         if not problems:
-            return "; check the address (--kafka / SLIPSTREAM_KAFKA) and that the broker runs"
-        return "".join(f"\n  {problem}" for problem in problems)
+            return f"{reason}; check the address (--kafka / SLIPSTREAM_KAFKA) and that it runs"
+        return ":" + "".join(f"\n  {problem}" for problem in problems)
 
     def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:

@@ -313,6 +313,26 @@ def _read_password(path: str, source: str) -> str:
     return text.rstrip("\r\n")
 
 
+class _RefusePasswordFlag(argparse.Action):
+    """``--kafka-sasl-password``: refused with advice.
+
+    Declared so that argparse does not take it for an abbreviation of
+    ``--kafka-sasl-password-file`` (and read the password as a file name).
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            "there is no --kafka-sasl-password (command lines show in `ps`): set "
+            f"{_PASSWORD_ENV} or use --kafka-sasl-password-file FILE"
+        )
+
+
 def add_kafka_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """Add the Kafka client flags (:data:`KAFKA_OPTIONS`) to a command.
 
@@ -343,3 +363,4 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
             choices=option.choices or None,
             help=f"{option.help} (env {variable})",
         )
+    group.add_argument("--kafka-sasl-password", action=_RefusePasswordFlag, help=argparse.SUPPRESS)
