@@ -241,6 +241,11 @@ class KafkaBus:
             return f"{reason}; check the address (--kafka / SLIPSTREAM_KAFKA) and that it runs"
         return ":" + "".join(f"\n  {problem}" for problem in problems)
 
+    @property
+    def admin(self) -> AIOKafkaAdminClient:
+        """The started admin client (``slipstream doctor`` reads topic configs with it)."""
+        return self._admin_client()
+
     def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             raise BusError("the Kafka bus is not started; call start() first")
