@@ -229,6 +229,12 @@ class KafkaBus:
             ) from exc
         except KafkaError as exc:
             await close()
+            problems = await diagnose(self.client, client_id=self.settings.client_id)
+            if problems:  # e.g. a SASL refusal, which some aiokafka versions raise as is
+                raise BusUnreachableError(
+                    f"cannot use the Kafka cluster at {self.bootstrap}:"
+                    + "".join(f"\n  {problem}" for problem in problems)
+                ) from exc
             raise bus_error(f"connecting to {self.bootstrap}", exc) from exc
         except BaseException:
             await close()
