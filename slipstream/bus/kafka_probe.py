@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
@@ -72,6 +73,13 @@ def explain(exc: BaseException, client: KafkaClientSettings) -> str:
         )
     if isinstance(exc, OSError):
         return f"cannot connect ({text}); check the host name and port"
+    if isinstance(exc, KafkaConnectionError):
+        hint = (
+            "if the listener requires a client certificate, set --kafka-ssl-certfile"
+            if client.tls
+            else "if it is a TLS listener, set --kafka-security-protocol SSL (or SASL_SSL)"
+        )
+        return f"the server closed the connection ({text}); {hint}"
     if isinstance(exc, KafkaError):
         return f"{type(exc).__name__}: {text}"
     return text

@@ -107,6 +107,8 @@ def failing(*args: str, env: dict[str, str] | None = None) -> tuple[str, float]:
         capture_output=True, text=True, env={**_env(), **(env or {})}, timeout=60,
     )  # fmt: skip
     elapsed_s = time.monotonic() - started
+    # Printed (-s) for docs/kafka.md; the whole command, interpreter start included.
+    print(f"exit {out.returncode} after {elapsed_s:.2f} s: {out.stderr.strip()[-160:]!r}")
     assert out.returncode == 2, out.stderr
     return out.stderr, elapsed_s
 
@@ -127,7 +129,14 @@ def test_mutual_tls_without_client_certificate_fails(mutual_tls: str, tls_files:
         "--kafka-ssl-cafile", str(tls_files.ca),
     )  # fmt: skip
     assert elapsed_s < 15, err
-    assert mutual_tls in err, err
+    assert f"{mutual_tls}: the server closed the connection" in err, err
+    assert "--kafka-ssl-certfile" in err, err
+
+
+def test_plaintext_client_against_tls_listener_fails(server_tls: str) -> None:
+    err, elapsed_s = failing("--kafka", server_tls)
+    assert elapsed_s < 15, err
+    assert server_tls in err, err
 
 
 def test_refused_sasl_mechanism_fails_naming_broker_and_cause(kafka_broker: TansuBroker) -> None:
