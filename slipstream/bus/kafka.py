@@ -30,7 +30,7 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from slipstream.bus.base import OffsetReset, partition_for
 from slipstream.bus.kafka_clients import KafkaConsumer, KafkaProducer, bus_error
-from slipstream.bus.kafka_probe import diagnose
+from slipstream.bus.kafka_probe import ServerProblem, diagnose
 from slipstream.bus.kafka_settings import KafkaClientSettings
 from slipstream.bus.names import check_topic_name
 from slipstream.config import BusConfig
@@ -229,7 +229,7 @@ class KafkaBus:
             ) from exc
         except KafkaError as exc:
             await close()
-            problems = await diagnose(self.client, client_id=self.settings.client_id)
+            problems = await self._diagnose()
             if problems:  # e.g. a SASL refusal, which some aiokafka versions raise as is
                 raise BusUnreachableError(
                     f"cannot use the Kafka cluster at {self.bootstrap}:"
@@ -240,9 +240,13 @@ class KafkaBus:
             await close()
             raise
 
+    async def _diagnose(self) -> list[ServerProblem]:
+        timeout_s = min(3.0, self.config.connect_timeout_s)
+        return await diagnose(self.client, timeout_s, self.settings.client_id)
+
     async def _causes(self, reason: str) -> str:
         """The end of an error message: why each bootstrap server failed, else ``reason``."""
-        problems = await diagnose(self.client, client_id=self.settings.client_id)
+        problems = await self._diagnose()
         if not problems:
             return f"{reason}; check the address (--kafka / SLIPSTREAM_KAFKA) and that it runs"
         return ":" + "".join(f"\n  {problem}" for problem in problems)
