@@ -27,6 +27,7 @@ from downsample.config import DownsampleConfig
 from downsample.synthetic import synthetic_batches
 from downsample.windows import PartitionWindows
 from slipstream.bus.base import Record, partition_for
+from slipstream.bus.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import DEFAULT_PARTITIONS, BusConfig
 from slipstream.errors import ConfigError
@@ -49,9 +50,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--partitions", type=int, default=DEFAULT_PARTITIONS,
         help=f"raw partitions (default {DEFAULT_PARTITIONS})",
     )  # fmt: skip
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--kafka", metavar="HOST:PORT", help="also measure through this broker")
-    target.add_argument(
+    # With --kafka: also measure through this broker.
+    add_kafka_arguments(parser)
+    parser.add_argument(
         "--tansu", action="store_true", help="also measure through a throw-away Tansu broker"
     )
     parser.add_argument("--profile", action="store_true", help="print where the kernel's time goes")
@@ -141,7 +142,8 @@ async def bench_kafka(
     from slipstream.bus import make_bus
     from slipstream.testing import unique_name
 
-    bus = make_bus(BusConfig(kafka=bootstrap, partitions=args.partitions))
+    client = None if args.tansu else KafkaClientSettings.from_args(args)
+    bus = make_bus(BusConfig(kafka=bootstrap, partitions=args.partitions, kafka_client=client))
     await bus.start()
     try:
         raw = unique_name("bench.raw")
@@ -195,6 +197,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = [bench_kernel(args, records)]
     bootstrap = args.kafka
     broker = None
+    if args.tansu and bootstrap:
+        raise ConfigError("--tansu starts its own broker: drop --kafka (or SLIPSTREAM_KAFKA)")
     if args.tansu:
         from slipstream.testing.broker import TansuBroker
 

@@ -26,6 +26,7 @@ from simulator.config import SimulatorConfig
 from simulator.kernel import Simulation
 from simulator.service import SimulatorService
 from slipstream.bus import make_bus
+from slipstream.bus.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import BusConfig
 from slipstream.records import RawBatch, encode_raw
@@ -44,7 +45,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-ms", type=int, default=100, help="record interval per car (default 100)"
     )
-    parser.add_argument("--kafka", metavar="HOST:PORT", help="also measure through this broker")
+    add_kafka_arguments(parser)  # with --kafka: also measure through this broker
     parser.add_argument(
         "--tansu", action="store_true", help="also measure through a throw-away Tansu broker"
     )
@@ -89,8 +90,8 @@ def measure_kernel(config: SimulatorConfig, encode: bool = False) -> dict[str, f
     return _figures(config, covered, wall, time.process_time() - cpu)
 
 
-async def _measure_kafka(config: SimulatorConfig, bootstrap: str) -> dict[str, float]:
-    bus = make_bus(BusConfig(kafka=bootstrap))
+async def _measure_kafka(config: SimulatorConfig, bus_config: BusConfig) -> dict[str, float]:
+    bus = make_bus(bus_config)
     await bus.start()
     try:
         start = time.perf_counter()
@@ -145,9 +146,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from slipstream.testing.broker import TansuBroker
 
             with TansuBroker() as broker:
-                results["kafka"] = asyncio.run(_measure_kafka(config, broker.bootstrap))
+                results["kafka"] = asyncio.run(
+                    _measure_kafka(config, BusConfig(kafka=broker.bootstrap))
+                )
         else:
-            results["kafka"] = asyncio.run(_measure_kafka(config, args.kafka))
+            client = KafkaClientSettings.from_args(args)
+            bus_config = BusConfig(kafka=args.kafka, kafka_client=client)
+            results["kafka"] = asyncio.run(_measure_kafka(config, bus_config))
         _print("kafka", results["kafka"])
     if args.json:
         with open(args.json, "w") as out:

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "broadcast.cli",
     "slipstream.codecs.cli",
     "slipstream.auth_cli",
+    "slipstream.doctor",
     "slipstream.bench.cli",
 )
 

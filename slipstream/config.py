@@ -10,9 +10,12 @@ import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from slipstream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slipstream.bus.kafka_settings import KafkaClientSettings
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -88,18 +91,21 @@ class BusConfig:
     """Which bus to use.
 
     Attributes:
-        kafka: Kafka bootstrap ``HOST:PORT``; None for the in-process bus.
+        kafka: Kafka bootstrap ``HOST:PORT[,HOST:PORT...]``; None for the in-process bus.
         partitions: Partitions of topics Slipstream creates.
         connect_timeout_s: How long to wait for the broker before giving up.
+        kafka_client: TLS, SASL and client id for ``kafka``; None: plaintext.
     """
 
     kafka: str | None = None
     partitions: int = DEFAULT_PARTITIONS
     connect_timeout_s: float = 10.0
+    kafka_client: KafkaClientSettings | None = None
 
     def __post_init__(self) -> None:
         if self.kafka is not None:
-            parse_host_port(self.kafka)
+            for server in self.kafka.split(","):
+                parse_host_port(server.strip())
         if self.partitions <= 0:
             raise ConfigError("--partitions must be at least 1")
         if self.connect_timeout_s <= 0:
@@ -108,19 +114,19 @@ class BusConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BusConfig:
         """Build from the flags added by :func:`add_bus_arguments`."""
-        return cls(kafka=args.kafka, partitions=args.partitions)
+        # Imported here: slipstream.bus imports this module.
+        from slipstream.bus.kafka_settings import KafkaClientSettings
+
+        client = KafkaClientSettings.from_args(args)
+        kafka = client.servers if client is not None else None
+        return cls(kafka=kafka, partitions=args.partitions, kafka_client=client)
 
 
 def add_bus_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add ``--kafka`` and ``--partitions`` to a command."""
-    parser.add_argument(
-        "--kafka",
-        metavar="HOST:PORT",
-        default=env("KAFKA"),
-        required=required and env("KAFKA") is None,
-        help="Kafka bootstrap server (env SLIPSTREAM_KAFKA)"
-        + ("" if required else "; default: the in-process bus"),
-    )
+    """Add the Kafka client flags (``--kafka`` ...) and ``--partitions`` to a command."""
+    from slipstream.bus.kafka_settings import add_kafka_arguments
+
+    add_kafka_arguments(parser, required=required)
     parser.add_argument(
         "--partitions",
         type=int,

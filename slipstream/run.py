@@ -66,7 +66,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="N",
         default=1,
         help="with --kafka and N > 1: a local multi-process deployment instead of one process: "
-        "N broadcast nodes and N downsamplers behind nginx on --port (docs/deploy.md)",
+        "N broadcast nodes and N downsamplers behind nginx on --port; a child that dies is "
+        "restarted (docs/deploy.md)",
     )
     parser.set_defaults(func=_cmd_run)
 

@@ -8,7 +8,10 @@ record.  Producers wait for ``acks="all"``; consumers commit explicitly.
 
 Every aiokafka failure surfaces as :class:`~slipstream.errors.BusError`; a
 broker that does not answer within ``BusConfig.connect_timeout_s`` as
-:class:`~slipstream.errors.BusUnreachableError` naming the address.
+:class:`~slipstream.errors.BusUnreachableError` naming the address and, per
+bootstrap server, the cause (:mod:`slipstream.bus.kafka_probe`).  TLS, SASL
+and the client id come from ``BusConfig.kafka_client``
+(:mod:`slipstream.bus.kafka_settings`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from slipstream.bus.base import OffsetReset, partition_for
 from slipstream.bus.kafka_clients import KafkaConsumer, KafkaProducer, bus_error
+from slipstream.bus.kafka_probe import ServerProblem, diagnose
+from slipstream.bus.kafka_settings import KafkaClientSettings
 from slipstream.bus.names import check_topic_name
 from slipstream.config import BusConfig
 from slipstream.errors import BusError, BusUnreachableError
@@ -124,7 +129,13 @@ class KafkaBus:
             raise ValueError("KafkaBus needs BusConfig.kafka (HOST:PORT)")
         self.config = config
         self.settings = settings or KafkaSettings()
+        client = config.kafka_client or KafkaClientSettings.plaintext(config.kafka)
+        if client.servers != config.kafka:
+            client = client.with_bootstrap(config.kafka)
+        self.client = client
         self.bootstrap: str = config.kafka
+        #: aiokafka's connection arguments (servers, TLS context, SASL, client id).
+        self._connection = client.aiokafka_kwargs(self.settings.client_id)
         self._admin: AIOKafkaAdminClient | None = None
         self._partition_counts: dict[str, int] = {}
         self._clients: list[KafkaProducer | KafkaConsumer] = []
@@ -149,15 +160,13 @@ class KafkaBus:
         if self._admin is not None:
             return
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
-            client_id=self.settings.client_id,
-            request_timeout_ms=self.settings.request_timeout_ms,
+            **self._connection, request_timeout_ms=self.settings.request_timeout_ms
         )
         await self.connect(self._bootstrap(admin), admin.close)
         self._admin = admin
         logger.info(
             "Kafka bus connected to %s (one record per batch: %s)",
-            self.bootstrap,
+            self.client.describe(),
             self.single_record_batches,
         )
 
@@ -198,7 +207,6 @@ class KafkaBus:
         if group_id is not None:
             s = self.settings
             timeout_s += (s.session_timeout_ms + s.rebalance_timeout_ms) / 1000
-        advice = "check the address (--kafka / SLIPSTREAM_KAFKA) and that the broker runs"
         try:
             async with asyncio.timeout(timeout_s):
                 await starting
@@ -210,19 +218,43 @@ class KafkaBus:
                     f"took longer than {timeout_s:g} s"
                 ) from None
             raise BusUnreachableError(
-                f"no Kafka broker answered at {self.bootstrap} within {timeout_s:g} s; {advice}"
+                f"no Kafka broker answered at {self.bootstrap} within {timeout_s:g} s"
+                + await self._causes("")
             ) from None
         except (KafkaConnectionError, OSError) as exc:
             await close()
             raise BusUnreachableError(
-                f"cannot connect to the Kafka broker at {self.bootstrap}: {exc}; {advice}"
+                f"cannot connect to the Kafka cluster at {self.bootstrap}"
+                + await self._causes(f": {exc}")
             ) from exc
         except KafkaError as exc:
             await close()
+            problems = await self._diagnose()
+            if problems:  # e.g. a SASL refusal, which some aiokafka versions raise as is
+                raise BusUnreachableError(
+                    f"cannot use the Kafka cluster at {self.bootstrap}:"
+                    + "".join(f"\n  {problem}" for problem in problems)
+                ) from exc
             raise bus_error(f"connecting to {self.bootstrap}", exc) from exc
         except BaseException:
             await close()
             raise
+
+    async def _diagnose(self) -> list[ServerProblem]:
+        timeout_s = min(3.0, self.config.connect_timeout_s)
+        return await diagnose(self.client, timeout_s, self.settings.client_id)
+
+    async def _causes(self, reason: str) -> str:
+        """The end of an error message: why each bootstrap server failed, else ``reason``."""
+        problems = await self._diagnose()
+        if not problems:
+            return f"{reason}; check the address (--kafka / SLIPSTREAM_KAFKA) and that it runs"
+        return ":" + "".join(f"\n  {problem}" for problem in problems)
+
+    @property
+    def admin(self) -> AIOKafkaAdminClient:
+        """The started admin client (``slipstream doctor`` reads topic configs with it)."""
+        return self._admin_client()
 
     def _admin_client(self) -> AIOKafkaAdminClient:
         if self._admin is None:
@@ -323,8 +355,7 @@ class KafkaBus:
         """A started producer (``acks`` from the settings)."""
         self._admin_client()
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self.settings.client_id,
+            **self._connection,
             acks=self.settings.acks,
             # aiokafka expires unsent batches after its request timeout.
             request_timeout_ms=self.settings.delivery_timeout_ms,
@@ -359,8 +390,7 @@ class KafkaBus:
         s = self.settings
         consumer = AIOKafkaConsumer(
             *(topics if group_id is not None else ()),
-            bootstrap_servers=self.bootstrap,
-            client_id=s.client_id,
+            **self._connection,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,

@@ -94,7 +94,7 @@ class Fan:
         self,
         host: str,
         port: int,
-        cars: list[int],
+        cars: list[int] | None,
         groups: list[str],
         on_tick: Callable[[Fan], None] | None = None,
     ) -> None:
