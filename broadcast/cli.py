@@ -15,6 +15,8 @@ from broadcast.client import Client
 from broadcast.config import BroadcastConfig, add_broadcast_arguments
 from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
 from broadcast.protocol import ProtocolError, parse_cursor
+from broadcast.server import BroadcastServer
+from broadcast.workers import run_workers
 from slipstream.bus import make_bus
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
@@ -130,8 +132,6 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, max_message_bytes=gate.limits.max_message_bytes)
     sys.stderr.write(gate.describe() + "\n")
     if args.workers != 1:
-        from broadcast.workers import run_workers
-
         return run_workers(
             bus_config, config, args.workers, gate=gate,
             log_level=args.log_level, log_format=args.log_format,
@@ -140,7 +140,6 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
 
 
 async def _serve(bus: Any, config: BroadcastConfig, gate: Gate | None = None) -> int:
-    from broadcast.server import BroadcastServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

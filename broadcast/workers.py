@@ -31,12 +31,14 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 
 from broadcast.config import BroadcastConfig
+from broadcast.server import BroadcastServer
 from slipstream.auth import AuthConfig
 from slipstream.bus import make_bus
 from slipstream.config import BusConfig
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.limits import LimitsConfig
+from slipstream.logs import configure_logging
 
 __all__ = ["MAX_WORKERS", "run_workers"]
 
@@ -79,7 +81,6 @@ def _worker_main(
     ready: Queue[int],
 ) -> None:
     """Entry point of one worker process (spawned)."""
-    from slipstream.cli import configure_logging
 
     configure_logging(log_level, log_format)
     # SIGINT from a terminal reaches the whole process group: the parent decides.
@@ -91,7 +92,6 @@ def _worker_main(
 async def _serve(
     index: int, bus_config: BusConfig, config: BroadcastConfig, gate: Gate, ready: Queue[int]
 ) -> None:
-    from broadcast.server import BroadcastServer
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -24,13 +24,17 @@ from collections import defaultdict
 from typing import Any
 
 from downsample.config import DownsampleConfig
+from downsample.service import DownsampleService
 from downsample.synthetic import synthetic_batches
 from downsample.windows import PartitionWindows
+from slipstream.bus import make_bus
 from slipstream.bus.base import Record, partition_for
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import DEFAULT_PARTITIONS, BusConfig
 from slipstream.errors import ConfigError
 from slipstream.records import car_key, encode_frame, encode_raw
+from slipstream.testing import unique_name
+from slipstream.testing.broker import TansuBroker
 
 __all__ = ["add_bench_arguments", "bench_kafka", "bench_kernel", "cmd_bench"]
 
@@ -137,9 +141,6 @@ async def bench_kafka(
     args: argparse.Namespace, records: list[Record], bootstrap: str
 ) -> dict[str, Any]:
     """Pre-load ``records`` into a fresh topic, then time the service through the broker."""
-    from downsample.service import DownsampleService
-    from slipstream.bus import make_bus
-    from slipstream.testing import unique_name
 
     bus = make_bus(BusConfig(kafka=bootstrap, partitions=args.partitions))
     await bus.start()
@@ -196,8 +197,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bootstrap = args.kafka
     broker = None
     if args.tansu:
-        from slipstream.testing.broker import TansuBroker
-
         broker = TansuBroker()
         broker.start()
         bootstrap = broker.bootstrap

@@ -9,7 +9,10 @@ import logging
 import signal
 from typing import Any
 
+from downsample.bench import add_bench_arguments, cmd_bench
 from downsample.config import DownsampleConfig, add_downsample_arguments
+from downsample.service import DownsampleService
+from slipstream.bus import make_bus
 from slipstream.config import BusConfig, add_bus_arguments
 
 __all__ = ["register", "register_bench", "serve"]
@@ -19,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 async def serve(config: DownsampleConfig, bus_config: BusConfig) -> None:
     """Run a :class:`~downsample.service.DownsampleService` until SIGTERM/SIGINT."""
-    from downsample.service import DownsampleService
-    from slipstream.bus import make_bus
 
     bus = make_bus(bus_config)
     await bus.start()
@@ -62,7 +63,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     """Add ``slipstream bench pipeline``."""
-    from downsample.bench import add_bench_arguments, cmd_bench
 
     parser = benches.add_parser(
         "pipeline",

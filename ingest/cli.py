@@ -18,6 +18,7 @@ from typing import Any
 from ingest.audit import Audit, AuditReport
 from ingest.dlq import encode_dead_letter
 from ingest.validate import Validator, ValidatorConfig, parse_cars
+from slipstream.bus import make_bus
 from slipstream.config import DLQ_TOPIC, RAW_TOPIC, BusConfig, add_bus_arguments, env
 from slipstream.errors import ConfigError
 
@@ -34,7 +35,6 @@ async def audit_topic(
     dead_letter_topic: str | None = None,
 ) -> AuditReport:
     """Validate ``topic`` from its start to its current end; returns the counts."""
-    from slipstream.bus import make_bus
 
     bus = make_bus(bus_config)
     await bus.start()

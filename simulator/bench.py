@@ -29,6 +29,7 @@ from slipstream.bus import make_bus
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import BusConfig
 from slipstream.records import RawBatch, encode_raw
+from slipstream.testing.broker import TansuBroker
 
 __all__ = ["add_bench_arguments", "cmd_bench", "measure_kernel"]
 
@@ -142,8 +143,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _print("kernel+encode", results["kernel+encode"])
     if args.kafka or args.tansu:
         if args.tansu:
-            from slipstream.testing.broker import TansuBroker
-
             with TansuBroker() as broker:
                 results["kafka"] = asyncio.run(_measure_kafka(config, broker.bootstrap))
         else:

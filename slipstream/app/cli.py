@@ -2,70 +2,45 @@
 
 Each command lives with the stage it runs: a module in :data:`COMMAND_MODULES`
 exposes ``register(subparsers)``, which adds its parsers and sets ``func`` to a
-callable taking the parsed arguments and returning an exit code.
+callable taking the parsed arguments and returning an exit code.  The modules
+are imported here, at the top: the command line is the composition root, the
+one place that may import every stage.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import logging
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any
+from types import ModuleType
 
+import broadcast.cli
+import downsample.cli
+import ingest.cli
+import simulator.cli
+import slipstream.auth_cli
 from slipstream import __version__
+from slipstream.app import run
+from slipstream.app.bench import cli as bench_cli
+from slipstream.app.bench import codecs_cli
 from slipstream.catalogue import CATALOGUE
 from slipstream.errors import ConfigError, SlipstreamError
-from slipstream.logfilter import RepeatFilter
+from slipstream.logs import configure_logging
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+__all__ = ["COMMAND_MODULES", "build_parser", "configure_logging", "main"]
 
 #: Modules that contribute commands, in ``--help`` order.
-COMMAND_MODULES = (
-    "slipstream.run",
-    "simulator.cli",
-    "ingest.cli",
-    "downsample.cli",
-    "broadcast.cli",
-    "slipstream.codecs.cli",
-    "slipstream.auth_cli",
-    "slipstream.bench.cli",
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    run,
+    simulator.cli,
+    ingest.cli,
+    downsample.cli,
+    broadcast.cli,
+    codecs_cli,
+    slipstream.auth_cli,
+    bench_cli,
 )
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str, fmt: str) -> None:
-    """Configure the root logger (only the CLI does this)."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
-        )
-        logging.Formatter.converter = time.localtime
-    # During a broker outage aiokafka repeats the same errors tens of times a second.
-    handler.addFilter(RepeatFilter("aiokafka"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # aiokafka is chatty at INFO about group membership; keep it to warnings.
-    logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))
 
 
 def _cmd_channels(args: argparse.Namespace) -> int:
@@ -121,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="End-to-end benchmark harnesses; each prints figures and can write JSON.",
     )
     bench_commands = bench.add_subparsers(title="benchmarks", dest="bench", metavar="BENCH")
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
+    for module in COMMAND_MODULES:
         module.register(commands)
         # A module may add a harness to `slipstream bench` too.
         register_bench = getattr(module, "register_bench", None)

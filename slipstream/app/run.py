@@ -24,6 +24,7 @@ from downsample.service import DownsampleService
 from simulator.config import SimulatorConfig, add_simulator_arguments
 from simulator.replay import ReplayService
 from simulator.service import SimulatorService
+from slipstream.app.cluster import run_cluster
 from slipstream.bus import make_bus
 from slipstream.config import BusConfig, add_bus_arguments
 from slipstream.errors import ConfigError
@@ -74,8 +75,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
     if args.nodes > 1:
-        from slipstream.cluster import run_cluster
-
         return run_cluster(args)
     bus_config = BusConfig.from_args(args)
     simulator_config = SimulatorConfig.from_args(args)

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from slipstream.app.cli import main
 from slipstream.auth import TokenVerifier
-from slipstream.cli import main
 
 SECRET = "cli-secret-" + "z" * 32
 

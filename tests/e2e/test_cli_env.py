@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slipstream.cli import build_parser, main
+from slipstream.app.cli import build_parser, main
 
 
 def test_a_variable_sets_the_flag_default(monkeypatch: pytest.MonkeyPatch) -> None:

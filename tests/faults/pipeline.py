@@ -23,8 +23,8 @@ from slipstream.config import DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, BusConfig
 from slipstream.records import RawBatch, decode_frame, decode_raw
 from slipstream.testing.broker import TansuBroker, free_port
 from slipstream.testing.faults import CutProxy, Service
-from tests.faults.fans import FanFleet, digest
 from tests.faults.scale import scale
+from tests.support.fans import FanFleet, digest
 
 PARTITIONS = 4
 GROUPS = (1, 4)  # engine, tyres

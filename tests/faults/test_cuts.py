@@ -19,8 +19,8 @@ import pytest
 
 from slipstream.testing.broker import free_port
 from slipstream.testing.faults import CutProxy, Service
-from tests.faults.fans import FanFleet
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet
 
 GROUPS = (1, 4)  # engine, tyres
 

@@ -1,6 +1,6 @@
 """A lean reconnecting WebSocket fan, for hundreds of fans in one test process.
 
-Built on the benchmark's sans-I/O WebSocket pieces (:mod:`slipstream.bench.wire`):
+Built on the benchmark's sans-I/O WebSocket pieces (:mod:`slipstream.app.bench.wire`):
 no per-message codec decode, only the msgpack envelope, so 500 fans cost
 little CPU.  On a lost connection a fan reconnects (to the same address:
 behind nginx that is any node) and subscribes again with its cursor
@@ -21,8 +21,8 @@ from typing import Any
 
 import msgpack
 
-from slipstream.bench import WireError
-from slipstream.bench.wire import (
+from slipstream.app.bench import WireError
+from slipstream.app.bench.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,

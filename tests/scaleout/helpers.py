@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from slipstream.cluster import wait_listening
+from slipstream.app.cluster import wait_listening
 from slipstream.testing.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

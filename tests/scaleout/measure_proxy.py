@@ -25,8 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from slipstream.app.cluster import Nginx, NginxConfig
 from slipstream.bus import make_bus
-from slipstream.cluster import Nginx, NginxConfig
 from slipstream.config import BusConfig
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port

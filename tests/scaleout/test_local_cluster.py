@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from slipstream.cluster import find_nginx
+from slipstream.app.cluster import find_nginx
 from slipstream.testing.broker import TansuBroker
 from tests.scaleout.fans import Fan
 from tests.scaleout.helpers import ROOT, Progress

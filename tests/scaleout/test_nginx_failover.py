@@ -19,8 +19,8 @@ import aiohttp
 import msgpack
 import pytest
 
+from slipstream.app.cluster import Nginx, NginxConfig, find_nginx
 from slipstream.bus import Bus
-from slipstream.cluster import Nginx, NginxConfig, find_nginx
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 
-from tests.broadcast.proxy import Proxy
+from tests.support.proxy import Proxy
 
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 

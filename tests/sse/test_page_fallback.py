@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.broadcast.proxy import Proxy
 from tests.browser.conftest import Live, Pages
 from tests.sse.proxy import BufferingProxy
+from tests.support.proxy import Proxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -26,8 +26,8 @@ from tests.broadcast.helpers import (
     same_frames,
     wait_for_tick,
 )
-from tests.broadcast.proxy import Proxy
 from tests.sse.proxy import BufferingProxy
+from tests.support.proxy import Proxy
 
 CARS = [1, 7, 24, 48]
 SKIP = {3: {7}, 4: {7}, 11: {48}}

@@ -38,8 +38,8 @@ import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
-from slipstream.bench import WireError
-from slipstream.bench.wire import (
+from slipstream.app.bench import WireError
+from slipstream.app.bench.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,

@@ -2,19 +2,19 @@
 
 Modules:
 
-* :mod:`slipstream.bench.wire`: sans-I/O cores of the lean load-generator
+* :mod:`slipstream.app.bench.wire`: sans-I/O cores of the lean load-generator
   clients (RFC 6455 client framing, HTTP/1.1 response parsing).
-* :mod:`slipstream.bench.adapter` and :mod:`slipstream.bench.slipstream_adapter`:
+* :mod:`slipstream.app.bench.adapter` and :mod:`slipstream.app.bench.slipstream_adapter`:
   what the clients need to know of a server's protocol.
-* :mod:`slipstream.bench.subscribers` and :mod:`slipstream.bench.loadgen`: raw
+* :mod:`slipstream.app.bench.subscribers` and :mod:`slipstream.app.bench.loadgen`: raw
   asyncio subscribers and the generator that opens many of them;
-  :mod:`slipstream.bench.generator` runs one in its own process.
-* :mod:`slipstream.bench.race` and :mod:`slipstream.bench.server`: a simulated
+  :mod:`slipstream.app.bench.generator` runs one in its own process.
+* :mod:`slipstream.app.bench.race` and :mod:`slipstream.app.bench.server`: a simulated
   race's 2 Hz frames, fed to a broadcast-node process.
-* :mod:`slipstream.bench.stats`: /proc readings and the figures of a run.
-* :mod:`slipstream.bench.fanout`: one run; :mod:`slipstream.bench.sweep`: the
-  sweep; :mod:`slipstream.bench.plots` and :mod:`slipstream.bench.report`: PNG
-  plots and ``REPORT.md``; :mod:`slipstream.bench.cli`: ``slipstream bench fanout``.
+* :mod:`slipstream.app.bench.stats`: /proc readings and the figures of a run.
+* :mod:`slipstream.app.bench.fanout`: one run; :mod:`slipstream.app.bench.sweep`: the
+  sweep; :mod:`slipstream.app.bench.plots` and :mod:`slipstream.app.bench.report`: PNG
+  plots and ``REPORT.md``; :mod:`slipstream.app.bench.cli`: ``slipstream bench fanout``.
 
 Exceptions::
 

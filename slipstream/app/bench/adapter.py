@@ -1,9 +1,9 @@
 """What the load generator needs to know about a server's protocol.
 
-The lean clients in :mod:`slipstream.bench.loadgen` speak raw WebSocket and
+The lean clients in :mod:`slipstream.app.bench.loadgen` speak raw WebSocket and
 HTTP; a :class:`WireAdapter` tells them which URL to open, what to send after
 the upgrade, and how to find a tick (its number and its emission time at the
-server) in what comes back.  :mod:`slipstream.bench.slipstream_adapter` is
+server) in what comes back.  :mod:`slipstream.app.bench.slipstream_adapter` is
 the adapter of the broadcast node; tests bring their own.
 """
 

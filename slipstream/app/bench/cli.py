@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slipstream.bench.stats import Capacity
+from slipstream.app.bench.fanout import FanoutConfig, run_fanout
+from slipstream.app.bench.plots import make_plots
+from slipstream.app.bench.report import headline, write_report
+from slipstream.app.bench.stats import Capacity
+from slipstream.app.bench.sweep import evaluate, run_sweep
+from slipstream.codecs import CODECS
 from slipstream.errors import ConfigError
 
 __all__ = ["register", "register_bench"]
@@ -200,9 +205,6 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def _replot(out: Path, capacity: Capacity) -> int:
-    from slipstream.bench.plots import make_plots
-    from slipstream.bench.report import write_report
-    from slipstream.bench.sweep import evaluate
 
     source = out / "fanout-sweep.json"
     try:
@@ -222,8 +224,6 @@ def _replot(out: Path, capacity: Capacity) -> int:
 
 
 def _cmd_fanout(args: argparse.Namespace) -> int:
-    from slipstream.bench.fanout import FanoutConfig, run_fanout
-    from slipstream.codecs import CODECS
 
     for name in (args.codec, args.node_codec):
         if name and name not in CODECS:
@@ -242,14 +242,11 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
     if args.replot:
         return _replot(args.out, capacity)
     if args.sweep:
-        from slipstream.bench.sweep import run_sweep
-
         transports = tuple(t.strip() for t in args.transports.split(",") if t.strip())
         if not transports or any(t not in ("ws", "sse", "poll") for t in transports):
             raise ConfigError("--transports takes ws, sse and/or poll, comma-separated")
         duration = args.duration if "--duration" in sys.argv else 10.0
         summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)
-        from slipstream.bench.report import headline
 
         for line in headline(summary, summary["steps_codec"]):
             sys.stdout.write(line.replace("**", "") + "\n")

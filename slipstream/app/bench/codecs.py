@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from downsample.kernel import AggregationPlan, reduce_segments
+from simulator.config import SimulatorConfig
+from simulator.kernel import Simulation
 from slipstream.catalogue import CATALOGUE, MISSING
 from slipstream.codecs import CODECS
 from slipstream.codecs.vcdiff import to_planes
@@ -131,10 +134,6 @@ def simulated_race(
         start_s: Race time of the first frame (the start is skipped).
         dropout_rate: Fraction of raw records with sensor dropouts.
     """
-    # The bench harness drives other stages' pure kernels; the codecs never do.
-    from downsample.kernel import AggregationPlan, reduce_segments
-    from simulator.config import SimulatorConfig
-    from simulator.kernel import Simulation
 
     config = SimulatorConfig(
         cars=cars,

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from slipstream.app.bench.codecs import BenchConfig, run_bench
 from slipstream.errors import ConfigError
 
 __all__ = ["register", "register_bench"]
@@ -57,7 +58,6 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
 
 
 def _cmd_bench_codecs(args: argparse.Namespace) -> int:
-    from slipstream.codecs.bench import BenchConfig, run_bench
 
     try:
         config = BenchConfig(

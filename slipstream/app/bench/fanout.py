@@ -1,10 +1,10 @@
 """The fan-out benchmark: one broadcast node, N subscribers, one transport.
 
 :func:`run_fanout` starts a broadcast-node process fed a simulated race at
-2 Hz (:mod:`slipstream.bench.server`), spreads N subscribers over one or more
-load-generator processes (:mod:`slipstream.bench.generator`), measures a
+2 Hz (:mod:`slipstream.app.bench.server`), spreads N subscribers over one or more
+load-generator processes (:mod:`slipstream.app.bench.generator`), measures a
 window of ticks once everyone is connected, and returns the figures of
-:func:`slipstream.bench.stats.summarise`.  Every process it starts is stopped
+:func:`slipstream.app.bench.stats.summarise`.  Every process it starts is stopped
 before it returns, also on failure and Ctrl-C.
 
 The window is a range of tick numbers announced to the generators before
@@ -29,12 +29,13 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, cast
 
-from slipstream.bench import BenchError
-from slipstream.bench.adapter import Subscription
-from slipstream.bench.generator import GeneratorSpec, generator_main
-from slipstream.bench.race import RaceFrames, simulate_race
-from slipstream.bench.server import ServerSpec, server_main
-from slipstream.bench.stats import machine_busy_s, proc_sample, summarise
+from broadcast.config import BroadcastConfig
+from slipstream.app.bench import BenchError
+from slipstream.app.bench.adapter import Subscription
+from slipstream.app.bench.generator import GeneratorSpec, generator_main
+from slipstream.app.bench.race import RaceFrames, simulate_race
+from slipstream.app.bench.server import ServerSpec, server_main
+from slipstream.app.bench.stats import machine_busy_s, proc_sample, summarise
 
 __all__ = ["FanoutConfig", "default_codec", "prepare_race", "run_fanout"]
 
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 PREFILL_TICKS = 240
 #: Subscribers per generator process (the per-process cap is 20,000 open files).
 MAX_PER_GENERATOR = 10_000
-_ADAPTER = "slipstream.bench.slipstream_adapter:make_adapter"
+_ADAPTER = "slipstream.app.bench.slipstream_adapter:make_adapter"
 Progress = Callable[[str], None]
 
 
@@ -116,7 +117,6 @@ class FanoutConfig:
 
 def default_codec() -> str:
     """The broadcast node's default codec."""
-    from broadcast.config import BroadcastConfig
 
     return BroadcastConfig().default_codec
 

@@ -8,7 +8,7 @@ are tuples, first item the kind:
   delivered)``
   about every ``report_interval_s``; ``("opened", connected, failed)`` once
   the subscribers are open; ``("result", dict)`` (a
-  :class:`~slipstream.bench.loadgen.GeneratorResult` as a dict) when asked;
+  :class:`~slipstream.app.bench.loadgen.GeneratorResult` as a dict) when asked;
   ``("error", text)`` if the generator could not run.
 * parent -> child: ``("window", lo, hi)``, ``("result",)``, ``("stop",)``.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from slipstream.bench.adapter import Subscription, WireAdapter
-from slipstream.bench.loadgen import LoadGenerator
+from slipstream.app.bench.adapter import Subscription, WireAdapter
+from slipstream.app.bench.loadgen import LoadGenerator
 
 __all__ = ["GeneratorSpec", "generator_main", "load_adapter"]
 
@@ -46,7 +46,7 @@ class GeneratorSpec:
         port: Server port.
         subscribers: Subscribers to open.
         adapter: ``module:attribute`` of a zero-argument callable returning
-            the :class:`~slipstream.bench.adapter.WireAdapter`.
+            the :class:`~slipstream.app.bench.adapter.WireAdapter`.
         subscription: What every subscriber asks for.
         local_host: Source address to bind (a distinct 127.0.0.x per process
             keeps ephemeral ports and TIME_WAIT entries apart between runs).

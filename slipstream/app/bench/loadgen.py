@@ -1,8 +1,8 @@
 """A lean load generator: many subscribers of one transport against one server.
 
-:class:`LoadGenerator` opens subscribers (:mod:`slipstream.bench.subscribers`)
+:class:`LoadGenerator` opens subscribers (:mod:`slipstream.app.bench.subscribers`)
 a bounded number at a time and reads their shared
-:class:`~slipstream.bench.subscribers.Tally`.
+:class:`~slipstream.app.bench.subscribers.Tally`.
 
 The window is a range of tick numbers, so the share of expected updates
 delivered is exact: each subscriber should see each tick of the window once.
@@ -16,10 +16,10 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from slipstream.bench import BenchError
-from slipstream.bench.adapter import Subscription, WireAdapter
-from slipstream.bench.sse_subscriber import SseSubscriber
-from slipstream.bench.subscribers import PollSubscriber, Subscriber, Tally, WsSubscriber
+from slipstream.app.bench import BenchError
+from slipstream.app.bench.adapter import Subscription, WireAdapter
+from slipstream.app.bench.sse_subscriber import SseSubscriber
+from slipstream.app.bench.subscribers import PollSubscriber, Subscriber, Tally, WsSubscriber
 
 __all__ = ["GeneratorResult", "LoadGenerator"]
 

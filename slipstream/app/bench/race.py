@@ -14,8 +14,22 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from downsample.windows import PartitionWindows
+from simulator.config import SimulatorConfig
+from simulator.kernel import Simulation
+from slipstream.bus import Record
 from slipstream.catalogue import CATALOGUE
-from slipstream.records import TICK_NS, Frame, RaceEvent, decode_event, encode_event
+from slipstream.config import RAW_TOPIC
+from slipstream.records import (
+    TICK_NS,
+    Frame,
+    RaceEvent,
+    RawBatch,
+    car_key,
+    decode_event,
+    encode_event,
+    encode_raw,
+)
 
 __all__ = ["RaceFrames", "simulate_race"]
 
@@ -73,13 +87,6 @@ def simulate_race(cars: int, seconds: float, seed: int = 1, rate_hz: int = 50) -
     Raises:
         ValueError: Arguments out of range (see :class:`simulator.config.SimulatorConfig`).
     """
-    # Imported here: the stages are only needed to make the data, not to serve it.
-    from downsample.windows import PartitionWindows
-    from simulator.config import SimulatorConfig
-    from simulator.kernel import Simulation
-    from slipstream.bus import Record
-    from slipstream.config import RAW_TOPIC
-    from slipstream.records import RawBatch, car_key, encode_raw
 
     if seconds <= 0:
         raise ValueError("seconds must be positive")

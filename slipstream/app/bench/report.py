@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from broadcast.config import BroadcastConfig
+
 __all__ = ["goals", "headline", "machine", "write_report"]
 
 
@@ -232,7 +234,6 @@ def _kernels(path: Path) -> list[str]:
 
 def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None:
     """Write the markdown report of a sweep."""
-    from broadcast.config import BroadcastConfig
 
     default_codec = BroadcastConfig().default_codec
     m = machine()
@@ -241,7 +242,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "# Fan-out benchmark: WebSocket vs long-polling",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        "`slipstream bench fanout --sweep` (slipstream/bench/). Every figure below comes "
+        "`slipstream bench fanout --sweep` (slipstream/app/bench/). Every figure below comes "
         "from the JSON files beside this report; rerun the commands to reproduce them.",
         "",
         "## Machine",

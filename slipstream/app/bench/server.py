@@ -36,7 +36,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from slipstream.bench.race import RaceFrames
+from broadcast.config import BroadcastConfig
+from broadcast.server import BroadcastServer
+from slipstream.app.bench.race import RaceFrames
+from slipstream.bus.memory import MemoryBus
+from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC
+from slipstream.metrics import Registry
+from slipstream.records import car_key, encode_event, encode_frame
 
 __all__ = ["ServerSpec", "server_main"]
 
@@ -71,12 +77,6 @@ class ServerSpec:
 
 
 async def _serve(spec: ServerSpec, conn: Connection) -> None:
-    from broadcast.config import BroadcastConfig
-    from broadcast.server import BroadcastServer
-    from slipstream.bus.memory import MemoryBus
-    from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC
-    from slipstream.metrics import Registry
-    from slipstream.records import car_key, encode_event, encode_frame
 
     loop = asyncio.get_running_loop()
     race = RaceFrames.load(Path(spec.race_path))

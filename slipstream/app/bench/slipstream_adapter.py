@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import msgpack
 
-from slipstream.bench.adapter import Subscription, TickStamp
+from slipstream.app.bench.adapter import Subscription, TickStamp
 
 __all__ = ["SlipstreamAdapter", "make_adapter"]
 
@@ -37,7 +37,7 @@ def _stamp(obj: Any) -> TickStamp | None:
 
 
 class SlipstreamAdapter:
-    """:class:`~slipstream.bench.adapter.WireAdapter` of the broadcast node."""
+    """:class:`~slipstream.app.bench.adapter.WireAdapter` of the broadcast node."""
 
     subprotocols = (_SUBPROTOCOL,)
 
@@ -100,5 +100,8 @@ class SlipstreamAdapter:
 
 
 def make_adapter() -> SlipstreamAdapter:
-    """Factory named in generator specs (``slipstream.bench.slipstream_adapter:make_adapter``)."""
+    """Factory named in generator specs.
+
+    As ``slipstream.app.bench.slipstream_adapter:make_adapter``.
+    """
     return SlipstreamAdapter()

@@ -13,9 +13,9 @@ import asyncio
 import base64
 import time
 
-from slipstream.bench.adapter import Subscription, WireAdapter
-from slipstream.bench.subscribers import Subscriber, Tally
-from slipstream.bench.wire import get_request
+from slipstream.app.bench.adapter import Subscription, WireAdapter
+from slipstream.app.bench.subscribers import Subscriber, Tally
+from slipstream.app.bench.wire import get_request
 
 __all__ = ["SseSubscriber"]
 

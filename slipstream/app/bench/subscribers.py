@@ -3,7 +3,7 @@
 :class:`WsSubscriber` speaks RFC 6455 (upgrade, opening messages, then every
 server message decoded), :class:`PollSubscriber` long-polls over one
 keep-alive HTTP/1.1 connection.  Both only move bytes between the transport
-and the sans-I/O cores of :mod:`slipstream.bench.wire`, and report every tick
+and the sans-I/O cores of :mod:`slipstream.app.bench.wire`, and report every tick
 they decode to one shared :class:`Tally`, which keeps the figures of the
 measurement window: ticks delivered, their delivery latencies (decode time
 minus the server's emission time) and the bytes they took on the wire.
@@ -17,9 +17,9 @@ import os
 import time
 from array import array
 
-from slipstream.bench import BenchError, WireError
-from slipstream.bench.adapter import Subscription, TickStamp, WireAdapter
-from slipstream.bench.wire import (
+from slipstream.app.bench import BenchError, WireError
+from slipstream.app.bench.adapter import Subscription, TickStamp, WireAdapter
+from slipstream.app.bench.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,

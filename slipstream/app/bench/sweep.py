@@ -18,15 +18,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slipstream.bench import BenchError
-from slipstream.bench.fanout import (
+from slipstream.app.bench import BenchError
+from slipstream.app.bench.fanout import (
     FanoutConfig,
     Progress,
     default_codec,
     prepare_race,
     run_fanout,
 )
-from slipstream.bench.stats import Capacity, meets, realtime_ratio
+from slipstream.app.bench.plots import make_plots
+from slipstream.app.bench.report import write_report
+from slipstream.app.bench.stats import Capacity, meets, realtime_ratio
+from slipstream.codecs import CODECS
 
 __all__ = ["profile_summary", "run_sweep"]
 
@@ -125,9 +128,6 @@ def run_sweep(
     say: Progress,
 ) -> dict[str, Any]:
     """Run the sweep (see module doc); returns what ``fanout-sweep.json`` holds."""
-    from slipstream.bench.plots import make_plots
-    from slipstream.bench.report import write_report
-    from slipstream.codecs import CODECS
 
     try:
         import matplotlib  # noqa: F401

@@ -1,7 +1,7 @@
 """Sans-I/O cores of the load generator's lean clients.
 
 Nothing here touches a socket, a clock or an event loop: bytes go in, parsed
-messages come out.  The asyncio protocols in :mod:`slipstream.bench.loadgen`
+messages come out.  The asyncio protocols in :mod:`slipstream.app.bench.loadgen`
 only move bytes between a transport and these objects.
 
 * WebSocket (RFC 6455), client side: :func:`handshake_request` /
@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slipstream.bench import WireError
+from slipstream.app.bench import WireError
 
 __all__ = [
     "OP_BINARY",

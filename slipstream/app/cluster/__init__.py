@@ -5,8 +5,8 @@ broadcast node reads every partition, ticks and cursors come from the data,
 so nginx may send a fan to any node, and a fan that loses its node resumes on
 another with its cursor.
 
-* :mod:`slipstream.cluster.nginx`: :func:`render_nginx_config`, :class:`Nginx`.
-* :mod:`slipstream.cluster.local`: :class:`LocalCluster`, :func:`run_cluster`
+* :mod:`slipstream.app.cluster.nginx`: :func:`render_nginx_config`, :class:`Nginx`.
+* :mod:`slipstream.app.cluster.local`: :class:`LocalCluster`, :func:`run_cluster`
   (``slipstream run --kafka HOST:PORT --nodes N``).
 
 Hierarchy::
@@ -17,8 +17,8 @@ Hierarchy::
 
 from __future__ import annotations
 
-from slipstream.cluster.local import LocalCluster, flags_from, run_cluster
-from slipstream.cluster.nginx import (
+from slipstream.app.cluster.local import LocalCluster, flags_from, run_cluster
+from slipstream.app.cluster.nginx import (
     ClusterError,
     Nginx,
     NginxConfig,

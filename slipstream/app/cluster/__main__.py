@@ -1,8 +1,8 @@
-"""``python -m slipstream.cluster``: print the nginx configuration for a set of nodes.
+"""``python -m slipstream.app.cluster``: print the nginx configuration for a set of nodes.
 
 Example (the file shipped as deploy/nginx/slipstream.conf)::
 
-    python -m slipstream.cluster --listen 0.0.0.0:80 --prefix /var/lib/slipstream-nginx \\
+    python -m slipstream.app.cluster --listen 0.0.0.0:80 --prefix /var/lib/slipstream-nginx \\
         --node 10.0.0.11:8000 --node 10.0.0.12:8000 --daemon > /etc/nginx/nginx.conf
 """
 
@@ -12,14 +12,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from slipstream.cluster.nginx import NginxConfig, render_nginx_config
+from slipstream.app.cluster.nginx import NginxConfig, render_nginx_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the configuration; exit 2 on bad arguments."""
     d = NginxConfig("127.0.0.1:8000", ("127.0.0.1:8001",), "/tmp")
     parser = argparse.ArgumentParser(
-        prog="python -m slipstream.cluster",
+        prog="python -m slipstream.app.cluster",
         description="Print an nginx.conf that spreads fans over broadcast nodes, passes "
         "WebSocket upgrades and long-polls, and times out only after the nodes' heartbeat "
         "and poll hold (docs/deploy.md).",

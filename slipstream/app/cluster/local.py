@@ -19,7 +19,17 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from slipstream.cluster.nginx import ClusterError, Nginx, NginxConfig, find_nginx, wait_listening
+from broadcast.config import add_broadcast_arguments
+from downsample.config import add_downsample_arguments
+from simulator.config import add_simulator_arguments
+from slipstream.app.cluster.nginx import (
+    ClusterError,
+    Nginx,
+    NginxConfig,
+    find_nginx,
+    wait_listening,
+)
+from slipstream.errors import ConfigError
 
 __all__ = ["LocalCluster", "flags_from", "run_cluster"]
 
@@ -194,10 +204,6 @@ def run_cluster(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: No ``--kafka``, ``--replay`` given, or nginx is missing.
     """
-    from broadcast.config import add_broadcast_arguments
-    from downsample.config import add_downsample_arguments
-    from simulator.config import add_simulator_arguments
-    from slipstream.errors import ConfigError
 
     if not args.kafka:
         raise ConfigError("--nodes needs --kafka HOST:PORT: the nodes share the race through Kafka")

@@ -2,7 +2,7 @@
 
 * :func:`render_nginx_config` (pure) writes the nginx configuration used by
   the tests, by ``slipstream run --kafka ... --nodes N`` and shipped as
-  ``deploy/nginx/slipstream.conf`` (``python -m slipstream.cluster`` prints it).
+  ``deploy/nginx/slipstream.conf`` (``python -m slipstream.app.cluster`` prints it).
 * :func:`proxy_read_timeout_s` (pure) is the one rule tying nginx's timeouts
   to the node's heartbeat and long-poll hold.
 * :class:`Nginx` runs ``nginx -c FILE -p DIR`` in the foreground as the
