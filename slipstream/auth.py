@@ -34,11 +34,12 @@ from typing import Any
 import jwt
 
 from slipstream.catalogue import CATALOGUE
-from slipstream.config import env
 from slipstream.errors import ConfigError, SlipstreamError
+from slipstream.options import Option, Options
 
 __all__ = [
     "AUDIENCE",
+    "AUTH_OPTIONS",
     "CLOSE_FORBIDDEN",
     "CLOSE_TOKEN_EXPIRED",
     "CLOSE_UNAUTHORIZED",
@@ -414,7 +415,7 @@ class AuthConfig:
 
         Auth is on whenever a secret is set, unless ``--no-auth``.
         """
-        secret = env("SECRET") or None
+        secret: str | None = args.secret
         return cls(secret=secret, enabled=secret is not None and not args.no_auth)
 
     def verifier(self) -> TokenVerifier | None:
@@ -424,8 +425,27 @@ class AuthConfig:
         return TokenVerifier(self.secret, self.leeway_s)
 
 
+def _secret(raw: str) -> str | None:
+    if not raw:
+        return None  # set but empty: as if unset
+    if len(raw.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"expected a secret of at least {MIN_SECRET_BYTES} bytes; make one with: "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return raw
+
+
+#: The secret is read from its variable only, never from a flag (``ps`` shows flags).
+AUTH_OPTIONS = Options(
+    AuthConfig,
+    [Option("secret", None, "shared secret of the fan tokens", parse=_secret, env="SECRET")],
+)
+
+
 def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--no-auth`` to a serving command."""
+    """Add ``--no-auth`` to a serving command (and read ``SLIPSTREAM_SECRET``)."""
+    AUTH_OPTIONS.add_arguments(parser)
     parser.add_argument(
         "--no-auth",
         action="store_true",

@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from slipstream.auth import MIN_SECRET_BYTES, mint_token
+from slipstream.auth import AUTH_OPTIONS, MIN_SECRET_BYTES, mint_token
 from slipstream.catalogue import CATALOGUE
-from slipstream.config import env
 from slipstream.errors import ConfigError
 
 __all__ = ["register"]
@@ -49,6 +48,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         f"(at least {MIN_SECRET_BYTES} bytes), the same the broadcast nodes use. "
         f"Premium groups ({premium}) are only granted when named.",
     )
+    AUTH_OPTIONS.add_arguments(parser)  # SLIPSTREAM_SECRET, no flag
     parser.add_argument(
         "--cars",
         type=_cars,
@@ -76,7 +76,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    secret = env("SECRET")
+    secret: str | None = args.secret
     if not secret:
         raise ConfigError(
             "SLIPSTREAM_SECRET is not set: export the secret the broadcast nodes use "

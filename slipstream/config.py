@@ -1,20 +1,20 @@
-"""Shared configuration: topic names, bus selection, flag and environment helpers.
+"""Shared configuration: topic names and the bus selection.
 
 Every component has a frozen config dataclass built from CLI flags, whose
-defaults may come from ``SLIPSTREAM_*`` environment variables.
+defaults may come from ``SLIPSTREAM_*`` environment variables; each option is
+declared once with :mod:`slipstream.options` (here: :data:`BUS_OPTIONS`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from slipstream.errors import ConfigError
+from slipstream.options import Option, Options, host_port, integer
 
 __all__ = [
+    "BUS_OPTIONS",
     "DEFAULT_PARTITIONS",
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
@@ -22,9 +22,6 @@ __all__ = [
     "RAW_TOPIC",
     "BusConfig",
     "add_bus_arguments",
-    "env",
-    "env_int",
-    "env_number",
     "parse_host_port",
 ]
 
@@ -33,42 +30,8 @@ FRAMES_TOPIC = "slipstream.frames"
 EVENTS_TOPIC = "slipstream.events"
 DLQ_TOPIC = "slipstream.dlq"
 
-_T = TypeVar("_T")
 #: Partitions of the raw and frames topics when Slipstream creates them.
 DEFAULT_PARTITIONS = 8
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    """Value of ``SLIPSTREAM_<NAME>`` or ``default``."""
-    return os.environ.get(f"SLIPSTREAM_{name.upper()}", default)
-
-
-def env_number(name: str, default: float) -> float:
-    """Number in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
-
-    Raises:
-        ConfigError: The variable is set but is not a number.
-    """
-    return _env_parsed(name, default, float, "a number")
-
-
-def env_int(name: str, default: int) -> int:
-    """Integer in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
-
-    Raises:
-        ConfigError: The variable is set but is not an integer.
-    """
-    return _env_parsed(name, default, int, "an integer")
-
-
-def _env_parsed(name: str, default: _T, parse: Callable[[str], _T], kind: str) -> _T:
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return parse(text)
-    except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be {kind}, got {text!r}") from None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -108,22 +71,24 @@ class BusConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BusConfig:
         """Build from the flags added by :func:`add_bus_arguments`."""
-        return cls(kafka=args.kafka, partitions=args.partitions)
+        return BUS_OPTIONS.build(args)
+
+
+BUS_OPTIONS = Options(
+    BusConfig,
+    [
+        Option(
+            "kafka", "--kafka", "Kafka bootstrap server", parse=host_port, env="KAFKA",
+            metavar="HOST:PORT", default_text="the in-process bus",
+        ),
+        Option(
+            "partitions", "--partitions", "partitions of topics Slipstream creates",
+            parse=integer(minimum=1), env="PARTITIONS", metavar="N",
+        ),
+    ],
+)  # fmt: skip
 
 
 def add_bus_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add ``--kafka`` and ``--partitions`` to a command."""
-    parser.add_argument(
-        "--kafka",
-        metavar="HOST:PORT",
-        default=env("KAFKA"),
-        required=required and env("KAFKA") is None,
-        help="Kafka bootstrap server (env SLIPSTREAM_KAFKA)"
-        + ("" if required else "; default: the in-process bus"),
-    )
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=int(env("PARTITIONS", str(DEFAULT_PARTITIONS)) or DEFAULT_PARTITIONS),
-        help=f"partitions of topics Slipstream creates (default {DEFAULT_PARTITIONS})",
-    )
+    """Add ``--kafka`` and ``--partitions`` to a command (``--kafka`` or its variable required)."""
+    BUS_OPTIONS.add_arguments(parser, required={"kafka"} if required else ())

@@ -57,7 +57,8 @@ class Option:
 
     Attributes:
         field: Name of the config dataclass field the option sets.
-        flag: Command-line flag, e.g. ``"--port"``.
+        flag: Command-line flag, e.g. ``"--port"``; None for an option set only
+            by its variable (a secret, which must not show in ``ps``).
         help: What the option does; the variable and the default are appended.
         parse: Turns the text of the flag or the variable into the field's
             value; raises ``ValueError`` with a message saying what is expected.
@@ -72,10 +73,13 @@ class Option:
             dashes) by default.
         switch: A flag without a value (``store_true``); its variable takes
             ``1/0``, ``true/false``, ``yes/no`` or ``on/off``.
+        repeat: A flag that may be given several times, each value parsed;
+            its variable takes the values comma-separated.  The field gets a
+            tuple.
     """
 
     field: str
-    flag: str
+    flag: str | None
     help: str
     parse: Callable[[str], Any] = str
     env: str | None = None
@@ -84,6 +88,7 @@ class Option:
     default_text: str | None = None
     dest: str | None = None
     switch: bool = False
+    repeat: bool = False
 
     @property
     def env_name(self) -> str | None:
@@ -93,7 +98,9 @@ class Option:
     @property
     def arg_name(self) -> str:
         """Attribute of the parsed arguments that holds the value."""
-        return self.dest or self.flag.lstrip("-").replace("-", "_")
+        if self.dest is not None:
+            return self.dest
+        return self.field if self.flag is None else self.flag.lstrip("-").replace("-", "_")
 
 
 class Options(Generic[_C]):
@@ -112,6 +119,9 @@ class Options(Generic[_C]):
         self.options = tuple(options)
         fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
         self._defaults: dict[str, Any] = {}
+        # Values of repeatable options when no flag gives any (argparse would append
+        # the flags to a list default instead of replacing it).
+        self._unrepeated: dict[str, Any] = {}
         for option in self.options:
             field = fields.get(option.field)
             if field is None:
@@ -158,12 +168,21 @@ class Options(Generic[_C]):
                 continue
             from_env = env_value(option, environ)
             default = self._defaults[option.field] if from_env is _NO_DEFAULT else from_env
+            if option.flag is None:
+                parser.set_defaults(**{option.arg_name: default})
+                continue
             kwargs: dict[str, Any] = {
                 "dest": option.arg_name,
                 "default": default,
-                "help": self._help(option),
+                "help": self._help(option, required=option.field in required),
             }
-            if option.switch:
+            if option.repeat:
+                self._unrepeated[option.field] = default
+                kwargs["default"] = None
+                kwargs["action"] = "append"
+                kwargs["type"] = _flag_parser(option)
+                kwargs["metavar"] = option.metavar
+            elif option.switch:
                 kwargs["action"] = "store_true"
             else:
                 kwargs["type"] = _flag_parser(option)
@@ -173,9 +192,16 @@ class Options(Generic[_C]):
 
     def values(self, args: argparse.Namespace) -> dict[str, Any]:
         """The fields set by the parsed flags present in ``args``."""
-        return {
-            o.field: getattr(args, o.arg_name) for o in self.options if hasattr(args, o.arg_name)
-        }
+        values = {}
+        for option in self.options:
+            if not hasattr(args, option.arg_name):
+                continue
+            value = getattr(args, option.arg_name)
+            if option.repeat:
+                given = value is not None
+                value = tuple(value) if given else self._unrepeated.get(option.field, value)
+            values[option.field] = value
+        return values
 
     def build(self, args: argparse.Namespace, **overrides: Any) -> _C:
         """The config from the parsed flags, with ``overrides`` on top.
@@ -185,12 +211,14 @@ class Options(Generic[_C]):
         """
         return self.config(**{**self.values(args), **overrides})
 
-    def _help(self, option: Option) -> str:
+    def _help(self, option: Option, *, required: bool = False) -> str:
         notes = []
         if option.env_name is not None:
             notes.append(f"env {option.env_name}")
         default = self._defaults[option.field]
-        if option.default_text is not None:
+        if required:
+            notes.append("required")
+        elif option.default_text is not None:
             notes.append(f"default {option.default_text}")
         elif default is not None and not option.switch:
             notes.append(
@@ -212,9 +240,11 @@ def env_value(option: Option, environ: Mapping[str, str] | None = None) -> Any:
     raw = environ[name]
     parse = boolean if option.switch else option.parse
     try:
+        if option.repeat:
+            return tuple(parse(item.strip()) for item in raw.split(",") if item.strip())
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r}: {exc} (or unset {name})") from None
+        raise ConfigError(f"{name}: {exc}, got {raw!r} (fix or unset the variable)") from None
 
 
 def _flag_parser(option: Option) -> Callable[[str], Any]:
