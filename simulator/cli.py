@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from simulator.bench import add_bench_arguments, cmd_bench
 from simulator.config import SimulatorConfig, add_simulator_arguments
-from simulator.recording import RecordWriter
+from simulator.recording_file import RecordWriter
 from simulator.replay import ReplayService
 from simulator.service import SimulatorService
 from simulator.summary import RaceSummary
