@@ -1,6 +1,6 @@
 """Fault 5: the broker is unreachable for ``broker_outage_s`` and comes back.
 
-The broker advertises a :class:`~slipstream.testing.faults.CutProxy`'s address,
+The broker advertises a :class:`~slipstream.testing.faults.FaultProxy`'s address,
 so every stage's every connection (bootstrap and partition leaders) runs
 through it.  The proxy aborts every connection and refuses new ones for the
 outage.  Then, with no restart:
