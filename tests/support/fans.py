@@ -1,4 +1,4 @@
-"""Lean resuming fans for the fault tests: raw asyncio WebSocket, cursor, reconnect.
+"""The one fan fleet of the tests: lean resuming fans, raw asyncio WebSocket, cursor, reconnect.
 
 A :class:`Fan` is one logical fan that survives its connections: it keeps its
 cursor and the values it holds per (car, group), reconnects on its own with
@@ -16,7 +16,10 @@ arrive:
   the frames topic or with an uninterrupted fan.
 
 Thousands of these fit in one process (no ``websockets`` client, one msgpack
-unpack per message, codec decode only of the subscribed parts).
+unpack per message, codec decode only of the subscribed parts; with
+``decode=False`` not even that, for load measurements).  A fan also keeps the
+server of each hello, and with ``record_ticks=True`` every tick number it
+received (the scale-out tests check them for holes and repeats).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import os
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +57,12 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import get_codec
 
 KIND_KEYFRAME = 0
+
+
+def group_indices(names: Iterable[str]) -> tuple[int, ...]:
+    """Catalogue indices of the channel groups ``names``."""
+    index = {g.name: i for i, g in enumerate(CATALOGUE.groups)}
+    return tuple(index[name] for name in names)
 
 
 def digest(arrays: list[NDArray[np.int32]]) -> int:
@@ -93,6 +103,9 @@ class Fan:
         self.fleet = fleet
         self.index = index
         self.address = index % len(fleet.addresses) if fleet.spread else 0
+        #: Cars subscribed to (the fleet's unless set before the fan connects).
+        self.cars = fleet.cars
+        #: Set before the fan connects to resume from a cursor.
         self.cursor: tuple[str, int] | None = None
         self.first_tick: int | None = None
         self.held: dict[tuple[int, int], tuple[int, NDArray[np.int32]]] = {}
@@ -110,13 +123,22 @@ class Fan:
         self.errors: list[str] = []
         self.closed = False
         self.race_ended = False
+        #: The ``server`` of every hello (one per connection).
+        self.servers: list[str] = []
+        #: Every tick number received, duplicates included (``record_ticks`` only).
+        self.ticks: list[int] = []
         self._pending_notice: dict[str, Any] | None = None
 
     def subscribe_message(self) -> bytes:
         message: dict[str, Any] = {
             "op": "subscribe",
-            "cars": list(self.fleet.cars) if self.fleet.cars else None,
-            "groups": [CATALOGUE.groups[g].name for g in self.fleet.groups],
+            "cars": list(self.cars) if self.cars else None,
+            # None: the node's default (every group the fan may see).
+            "groups": (
+                None
+                if self.fleet.groups is None
+                else [CATALOGUE.groups[g].name for g in self.fleet.groups]
+            ),
         }
         if self.cursor is not None:
             message["cursor"] = {"race": self.cursor[0], "tick": self.cursor[1]}
@@ -143,6 +165,19 @@ class Fan:
                     return
                 await asyncio.sleep(self.fleet.backoff_s(attempt))  # reconnect backoff
 
+    def tick_problems(self, first: int, last: int) -> list[str]:
+        """What is wrong with the ticks received from ``first`` to ``last``: holes or repeats.
+
+        Needs the fleet's ``record_ticks``.
+        """
+        seen = [t for t in self.ticks if first <= t <= last]
+        if seen == list(range(first, last + 1)):
+            return []
+        counts = Counter(seen)
+        missing = sorted(set(range(first, last + 1)) - set(counts))
+        repeated = sorted(t for t, n in counts.items() if n > 1)
+        return [f"missing {missing[:10]} repeated {repeated[:10]}"]
+
     def lost(self) -> None:
         self.connection = None
         if self.closed:
@@ -160,6 +195,8 @@ class Fan:
         kind = msg.get("t")
         if kind == "tick":
             self._tick(msg)
+        elif kind == "hello":
+            self.servers.append(str(msg.get("server")))
         elif kind == "notice":
             self.notices.append(msg)
             if msg.get("code") in ("resume_gap", "race_changed", "conflated"):
@@ -176,6 +213,8 @@ class Fan:
 
     def _tick(self, msg: dict[str, Any]) -> None:
         race, tick = msg["race"], msg["tick"]
+        if self.fleet.record_ticks:
+            self.ticks.append(tick)
         if self.lost_at is not None:
             self.resume_s.append(time.monotonic() - self.lost_at)
             self.lost_at = None
@@ -198,6 +237,12 @@ class Fan:
             self.first_tick = None
         self._pending_notice = None
         self.stale.extend((race, car, tick) for car in msg.get("stale") or ())
+        if not self.fleet.decode:
+            parts = msg["p"]
+            fresh_cars = {c for c, _, k, base, _ in parts if k != KIND_KEYFRAME or base == tick}
+            self.frames += len(fresh_cars)
+            self._applied(race, tick)
+            return
         codec = get_codec(msg["codec"])
         fresh: dict[int, list[NDArray[np.int32]]] = {}
         for car, g, kind, base, payload in msg["p"]:
@@ -219,6 +264,9 @@ class Fan:
         for car, arrays in fresh.items():
             self.frames += 1
             self.fleet.observations.see((race, car, tick), digest(arrays))
+        self._applied(race, tick)
+
+    def _applied(self, race: str, tick: int) -> None:
         if self.first_tick is None:
             self.first_tick = tick
         self.cursor = (race, tick)
@@ -286,6 +334,9 @@ class FanFleet:
             and moves to the next when a connection attempt fails.
         first_delay_s: A lost fan waits uniformly up to this before reconnecting.
         spread: Start fans round-robin on the addresses (else all on the first).
+        decode: Decode the subscribed parts and compare values (else count
+            fresh car-frames only: a load generator's cost).
+        record_ticks: Keep every tick number each fan receives (:attr:`Fan.ticks`).
     """
 
     def __init__(
@@ -293,15 +344,19 @@ class FanFleet:
         addresses: list[tuple[str, int]],
         count: int,
         cars: tuple[int, ...] | None,
-        groups: tuple[int, ...],
+        groups: tuple[int, ...] | None,
         *,
         first_delay_s: float = 0.5,
         backoff_max_s: float = 1.0,
         max_attempts: int = 200,
         spread: bool = True,
+        decode: bool = True,
+        record_ticks: bool = False,
     ) -> None:
         self.addresses = addresses
         self.spread = spread
+        self.decode = decode
+        self.record_ticks = record_ticks
         self.cars = cars
         self.groups = groups
         self.first_delay_s = first_delay_s
@@ -327,14 +382,7 @@ class FanFleet:
 
     async def open(self, timeout_s: float, concurrency: int = 200) -> None:
         """Connect every fan and wait for each one's first tick."""
-        limit = asyncio.Semaphore(concurrency)
-
-        async def one(fan: Fan) -> None:
-            async with limit:
-                await fan.connect()
-
-        async with asyncio.timeout(timeout_s):
-            await asyncio.gather(*(one(f) for f in self.fans))
+        await self.connect_all(timeout_s, concurrency)
         await self.wait_all(0, 1, timeout_s)
 
     def progress(self, fan: Fan) -> None:
@@ -375,10 +423,35 @@ class FanFleet:
             sample = [(f.index, f.cursor, f.connects, f.errors[-1:]) for f in behind[:5]]
             raise TimeoutError(
                 f"{len(behind)} of {len(self.fans)} fans did not {what} in {timeout_s:g} s; "
-                f"e.g. {sample}"
+                f"e.g. {sample}; {self.describe()}"
             ) from None
         finally:
             self._target = None
+
+    async def connect_all(self, timeout_s: float, concurrency: int = 200) -> None:
+        """Connect every fan and wait until each one is subscribed."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(fan: Fan) -> None:
+            async with limit:
+                await fan.connect()
+
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(one(f) for f in self.fans))
+        await self.wait_until(lambda fan: fan.connects >= 1, "subscribe", timeout_s)
+
+    def describe(self) -> str:
+        """A summary of the fans' states, for failure messages."""
+        fans = self.fans
+        last = Counter(f.cursor[1] if f.cursor else None for f in fans).most_common(6)
+        connects = Counter(f.connects for f in fans).most_common(4)
+        servers = Counter(tuple(f.servers[-2:]) for f in fans).most_common(4)
+        notices = Counter(str(n.get("code")) for f in fans for n in f.notices).most_common(4)
+        errors = Counter(e for f in fans for e in f.errors).most_common(4)
+        return (
+            f"last ticks {last}; connects {connects}; servers {servers}; "
+            f"notices {notices}; errors {errors}"
+        )
 
     def latest_tick(self) -> int:
         return max((f.cursor[1] for f in self.fans if f.cursor is not None), default=-1)
