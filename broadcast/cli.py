@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from broadcast.client import Client
+from broadcast.client import Client, ClientError
 from broadcast.config import BROADCAST_OPTIONS, BroadcastConfig, add_broadcast_arguments
 from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
 from broadcast.protocol import ProtocolError, parse_cursor
@@ -214,8 +214,6 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 async def _subscribe(client: Client, count: int | None, as_json: bool) -> int:
-    from broadcast.client import ClientError
-
     printed = 0
     out = sys.stdout
     try:

@@ -24,8 +24,6 @@ LAZY_IMPORTS = {
     # The embedded bus must not load aiokafka; the Kafka bus is imported on demand.
     ("slipstream/bus/__init__.py", "slipstream.bus"),
     ("slipstream/bus/__init__.py", "slipstream.bus.kafka"),
-    # Moving to slipstream.client (the Python client sits above the stages).
-    ("broadcast/cli.py", "broadcast.client"),
 }
 
 
