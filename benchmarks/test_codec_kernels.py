@@ -6,7 +6,7 @@ Skipped in the ordinary test run (addopts has --benchmark-skip).  Run::
         --benchmark-json benchmarks/results/codec_kernels.json
 
 Frames are two consecutive ticks of the bench's simulated race
-(slipstream.codecs.bench.simulated_race), 40 cars x 13 groups.
+(slipstream.app.bench.codecs.simulated_race), 40 cars x 13 groups.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from numpy.typing import NDArray
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from slipstream.app.bench.codecs import simulated_race
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import CODECS
-from slipstream.codecs.bench import simulated_race
 
 GROUPS = CATALOGUE.groups
 RACE = simulated_race(cars=40, ticks=2, seed=1, start_s=75.0)

@@ -21,9 +21,9 @@ from websockets.frames import Frame, Opcode
 
 from broadcast.fanout import EncodedTick
 from broadcast.ticks import TickAssembler, TickData
-from slipstream.bench.race import RaceFrames, simulate_race
-from slipstream.bench.slipstream_adapter import SlipstreamAdapter
-from slipstream.bench.wire import HttpResponseReader, WsFrameReader
+from slipstream.app.bench.race import RaceFrames, simulate_race
+from slipstream.app.bench.slipstream_adapter import SlipstreamAdapter
+from slipstream.app.bench.wire import HttpResponseReader, WsFrameReader
 from slipstream.catalogue import CATALOGUE
 from slipstream.codecs import CODECS
 

@@ -20,7 +20,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from simulator.config import SimulatorConfig
 from simulator.kernel import Simulation
 from simulator.model import RaceModel
-from simulator.recording import RecordWriter
+from simulator.recording_file import RecordWriter
 from simulator.track import get_track
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import RAW_TOPIC

@@ -7,21 +7,79 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-from broadcast.client import Client
-from broadcast.config import BroadcastConfig, add_broadcast_arguments
+from broadcast.client import Client, ClientError
+from broadcast.config import BROADCAST_OPTIONS, BroadcastConfig, add_broadcast_arguments
 from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
 from broadcast.protocol import ProtocolError, parse_cursor
+from broadcast.server import BroadcastServer
+from broadcast.workers import run_workers
 from slipstream.bus import make_bus
-from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, BusConfig, add_bus_arguments, env
+from slipstream.config import BusConfig, add_bus_arguments
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate, add_gate_arguments
 from slipstream.loop import run as run_loop
+from slipstream.options import Option, Options, integer
 
-__all__ = ["register"]
+__all__ = ["NODE_PROCESS_OPTIONS", "SUBSCRIBE_OPTIONS", "register"]
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProcesses:
+    """How many processes serve one node's port.
+
+    Attributes:
+        workers: Node processes sharing the port (SO_REUSEPORT), one per core.
+    """
+
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeAccess:
+    """How ``slipstream subscribe`` proves its access.
+
+    Attributes:
+        token: Access token from ``slipstream token``; None when the node needs none.
+    """
+
+    token: str | None = None
+
+
+def _token(raw: str) -> str:
+    if not _TOKEN.fullmatch(raw.strip()):
+        raise ValueError("expected a token from `slipstream token` (three dot-separated parts)")
+    return raw.strip()
+
+
+NODE_PROCESS_OPTIONS = Options(
+    NodeProcesses,
+    [
+        Option(
+            "workers", "--workers",
+            "run N node processes sharing the port (SO_REUSEPORT), one per core; /metrics "
+            "and /ops show the whole node (docs/deploy.md)",
+            parse=integer(minimum=1), env="WORKERS", metavar="N",
+        ),
+    ],
+)  # fmt: skip
+
+SUBSCRIBE_OPTIONS = Options(
+    SubscribeAccess,
+    [
+        Option(
+            "token", "--token", "access token (see `slipstream token`)",
+            parse=_token, env="TOKEN", default_text="none",
+        ),
+    ],
+)  # fmt: skip
 
 
 def _int_list(text: str) -> list[int]:
@@ -53,24 +111,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     add_bus_arguments(node, required=True)
     add_broadcast_arguments(node)
     add_gate_arguments(node)  # --no-auth and the limits (docs/security.md)
-    node.add_argument(
-        "--frames-topic",
-        default=env("FRAMES_TOPIC", FRAMES_TOPIC),
-        help=f"topic of the 2 Hz frames (default {FRAMES_TOPIC})",
-    )
-    node.add_argument(
-        "--events-topic",
-        default=env("EVENTS_TOPIC", EVENTS_TOPIC),
-        help=f"topic of the race events (default {EVENTS_TOPIC})",
-    )
-    node.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        default=int(env("WORKERS", "1") or 1),
-        help="run N node processes sharing the port (SO_REUSEPORT), one per core; /metrics "
-        "and /ops show the whole node (env SLIPSTREAM_WORKERS; default 1; docs/deploy.md)",
-    )
+    BROADCAST_OPTIONS.add_arguments(node, ("frames_topic", "events_topic"))
+    NODE_PROCESS_OPTIONS.add_arguments(node)
     node.set_defaults(func=_cmd_broadcast)
 
     sub = commands.add_parser(
@@ -108,11 +150,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "or a keyframe and a notice when that is past)",
     )
     sub.add_argument("--count", type=int, metavar="N", help="stop after N car-frames")
-    sub.add_argument(
-        "--token",
-        default=env("TOKEN"),
-        help="access token (env SLIPSTREAM_TOKEN; see `slipstream token`)",
-    )
+    SUBSCRIBE_OPTIONS.add_arguments(sub)
     sub.add_argument(
         "--json", action="store_true", help="print JSON lines (default: a short summary)"
     )
@@ -131,8 +169,6 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, max_message_bytes=gate.limits.max_message_bytes)
     sys.stderr.write(gate.describe() + "\n")
     if args.workers != 1:
-        from broadcast.workers import run_workers
-
         return run_workers(
             bus_config, config, args.workers, gate=gate,
             log_level=args.log_level, log_format=args.log_format,
@@ -141,7 +177,6 @@ def _cmd_broadcast(args: argparse.Namespace) -> int:
 
 
 async def _serve(bus: Any, config: BroadcastConfig, gate: Gate | None = None) -> int:
-    from broadcast.server import BroadcastServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,8 +216,6 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 async def _subscribe(client: Client, count: int | None, as_json: bool) -> int:
-    from broadcast.client import ClientError
-
     printed = 0
     out = sys.stdout
     try:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from dataclasses import dataclass
 
+from slipstream.bus.names import topic_name
 from slipstream.codecs import CODECS, DEFAULT_CODEC
-from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC, env, env_int, env_number
+from slipstream.config import EVENT_LOOPS, EVENTS_TOPIC, FRAMES_TOPIC
 from slipstream.errors import ConfigError
-from slipstream.loop import EVENT_LOOPS
+from slipstream.options import Option, Options, choice, integer, number, text
 from slipstream.proxies import TrustedProxies
 
-__all__ = ["BroadcastConfig", "add_broadcast_arguments"]
+__all__ = ["BROADCAST_OPTIONS", "NODE_FIELDS", "BroadcastConfig", "add_broadcast_arguments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,138 +118,122 @@ class BroadcastConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BroadcastConfig:
         """Build from the flags added by :func:`add_broadcast_arguments`."""
-        return cls(
-            host=args.host,
-            port=args.port,
-            ping_interval_s=args.ping_interval,
-            ping_timeout_s=args.ping_timeout,
-            replay_ticks=args.replay_ticks,
-            history_ticks=args.history_ticks,
-            default_codec=args.default_codec,
-            poll_hold_s=args.poll_hold,
-            max_send_buffer_bytes=args.max_send_buffer,
-            slow_fan_ticks=args.slow_fan_ticks,
-            tick_wait_s=args.tick_wait,
-            tick_wait_max_s=max(args.tick_wait_max, args.tick_wait),
-            server_id=args.server_id,
-            event_loop=args.event_loop,
-            # Only `slipstream broadcast` has these (other stages name topics too).
-            frames_topic=getattr(args, "frames_topic", None) or FRAMES_TOPIC,
-            events_topic=getattr(args, "events_topic", None) or EVENTS_TOPIC,
-            trusted_proxies=tuple(
-                p.strip() for v in args.trusted_proxy for p in v.split(",") if p.strip()
-            ),
+        # The wait never shrinks below the base wait (see --tick-wait-max).
+        return BROADCAST_OPTIONS.build(
+            args, tick_wait_max_s=max(args.tick_wait_max, args.tick_wait)
         )
+
+
+def _cidr(raw: str) -> str:
+    try:
+        ipaddress.ip_network(raw.strip(), strict=False)
+    except ValueError:
+        raise ValueError("expected a network such as 10.0.0.0/8 or an address") from None
+    return raw.strip()
+
+
+def _codec(raw: str) -> str:
+    if raw not in CODECS:
+        raise ValueError(f"expected a codec: {', '.join(CODECS)}")
+    return raw
+
+
+#: The broadcast node's options (``slipstream broadcast`` and ``slipstream run``);
+#: the topics are added by ``slipstream broadcast`` only (other stages name topics too).
+BROADCAST_OPTIONS = Options(
+    BroadcastConfig,
+    [
+        Option("host", "--host", "address to bind", parse=text, env="HOST"),
+        Option(
+            "port", "--port",
+            "port for WebSocket, long-poll, pages and metrics (0 = any free port)",
+            parse=integer(0, 65535), env="PORT",
+        ),
+        Option(
+            "ping_interval_s", "--ping-interval", "WebSocket keepalive ping interval in seconds",
+            parse=number(positive=True), env="PING_INTERVAL_S", metavar="S",
+        ),
+        Option(
+            "ping_timeout_s", "--ping-timeout",
+            "close a peer that does not answer a ping within this",
+            parse=number(positive=True), env="PING_TIMEOUT_S", metavar="S",
+        ),
+        Option(
+            "replay_ticks", "--replay-ticks", "ticks kept for resuming fans",
+            parse=integer(minimum=1), env="REPLAY_TICKS", metavar="N",
+            default_text="240 = 2 min at 2 Hz",
+        ),
+        Option(
+            "history_ticks", "--history-ticks",
+            "most ticks a resume re-reads from Kafka past the replay ring",
+            parse=integer(minimum=0), env="HISTORY_TICKS", metavar="N",
+            default_text="7200 = 1 h; 0 = never",
+        ),
+        Option(
+            "default_codec", "--default-codec", "codec of subscriptions that name none",
+            parse=_codec, env="DEFAULT_CODEC",
+        ),
+        Option(
+            "poll_hold_s", "--poll-hold", "how long /v1/poll holds a request when nothing is new",
+            parse=number(positive=True), env="POLL_HOLD_S", metavar="S",
+        ),
+        Option(
+            "max_send_buffer_bytes", "--max-send-buffer",
+            "unsent bytes beyond which a fan is behind and gets keyframes only",
+            parse=integer(minimum=1024), metavar="BYTES",
+        ),
+        Option(
+            "slow_fan_ticks", "--slow-fan-ticks", "close a fan that stays behind this many ticks",
+            parse=integer(minimum=1), metavar="N",
+        ),
+        Option(
+            "tick_wait_s", "--tick-wait",
+            "wait for a tick's late cars before emitting it without them, while the "
+            "pipeline keeps pace",
+            parse=number(minimum=0.0), env="TICK_WAIT_S", metavar="S",
+        ),
+        Option(
+            "tick_wait_max_s", "--tick-wait-max",
+            "longest the tick wait grows to while frames arrive late (a lagging pipeline); "
+            "it decays back to --tick-wait once ticks complete on time; raised to --tick-wait "
+            "if below it",
+            parse=number(minimum=0.0), env="TICK_WAIT_MAX_S", metavar="S",
+        ),
+        Option(
+            "server_id", "--server-id", "this node's name in the hello and /healthz",
+            parse=text, env="SERVER_ID", default_text="a random node-XXXXXXXX",
+        ),
+        Option(
+            "event_loop", "--event-loop",
+            "the node's event loop: uvloop (faster writes to many fans), asyncio, "
+            "or auto = uvloop when installed",
+            parse=choice(*EVENT_LOOPS), env="EVENT_LOOP",
+        ),
+        Option(
+            "trusted_proxies", "--trusted-proxy",
+            "believe Forwarded / X-Forwarded-For only from peers in this network (e.g. the "
+            "load balancer's 10.0.0.0/8), so per-address limits and logs see the fan; "
+            "repeatable",
+            parse=_cidr, env="TRUSTED_PROXIES", metavar="CIDR", repeat=True,
+            default_text="none: the headers are ignored",
+        ),
+        Option(
+            "frames_topic", "--frames-topic", "topic of the 2 Hz frames",
+            parse=topic_name, env="FRAMES_TOPIC",
+        ),
+        Option(
+            "events_topic", "--events-topic", "topic of the race events",
+            parse=topic_name, env="EVENTS_TOPIC",
+        ),
+    ],
+)  # fmt: skip
+
+#: The options every command serving fans has (not the topics).
+NODE_FIELDS = tuple(
+    o.field for o in BROADCAST_OPTIONS.options if o.field not in ("frames_topic", "events_topic")
+)
 
 
 def add_broadcast_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the broadcast node's flags to a command."""
-    d = BroadcastConfig()
-    parser.add_argument(
-        "--host",
-        default=env("HOST", d.host),
-        help=f"address to bind (env SLIPSTREAM_HOST; default {d.host})",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(env("PORT", str(d.port)) or d.port),
-        help="port for WebSocket, long-poll, pages and metrics "
-        f"(env SLIPSTREAM_PORT; default {d.port}; 0 = any free port)",
-    )
-    parser.add_argument(
-        "--ping-interval",
-        type=float,
-        metavar="S",
-        default=env_number("PING_INTERVAL_S", d.ping_interval_s),
-        help=f"WebSocket keepalive ping interval in seconds (default {d.ping_interval_s:g})",
-    )
-    parser.add_argument(
-        "--ping-timeout",
-        type=float,
-        metavar="S",
-        default=env_number("PING_TIMEOUT_S", d.ping_timeout_s),
-        help=f"close a peer that does not answer a ping within this (default {d.ping_timeout_s:g})",
-    )
-    parser.add_argument(
-        "--replay-ticks",
-        type=int,
-        metavar="N",
-        default=env_int("REPLAY_TICKS", d.replay_ticks),
-        help=f"ticks kept for resuming fans (default {d.replay_ticks} = 2 min at 2 Hz)",
-    )
-    parser.add_argument(
-        "--history-ticks",
-        type=int,
-        metavar="N",
-        default=env_int("HISTORY_TICKS", d.history_ticks),
-        help="most ticks a resume re-reads from Kafka past the replay ring "
-        f"(default {d.history_ticks} = 1 h; 0 = never)",
-    )
-    parser.add_argument(
-        "--default-codec",
-        default=env("DEFAULT_CODEC", d.default_codec),
-        help=f"codec of subscriptions that name none (default {d.default_codec})",
-    )
-    parser.add_argument(
-        "--poll-hold",
-        type=float,
-        metavar="S",
-        default=env_number("POLL_HOLD_S", d.poll_hold_s),
-        help=f"how long /v1/poll holds a request when nothing is new (default {d.poll_hold_s:g})",
-    )
-    parser.add_argument(
-        "--max-send-buffer",
-        type=int,
-        metavar="BYTES",
-        default=d.max_send_buffer_bytes,
-        help="unsent bytes beyond which a fan is behind and gets keyframes only "
-        f"(default {d.max_send_buffer_bytes})",
-    )
-    parser.add_argument(
-        "--slow-fan-ticks",
-        type=int,
-        metavar="N",
-        default=d.slow_fan_ticks,
-        help=f"close a fan that stays behind this many ticks (default {d.slow_fan_ticks})",
-    )
-    parser.add_argument(
-        "--tick-wait",
-        type=float,
-        metavar="S",
-        default=env_number("TICK_WAIT_S", d.tick_wait_s),
-        help="wait for a tick's late cars before emitting it without them, while the "
-        f"pipeline keeps pace (env SLIPSTREAM_TICK_WAIT_S; default {d.tick_wait_s:g})",
-    )
-    parser.add_argument(
-        "--tick-wait-max",
-        type=float,
-        metavar="S",
-        default=env_number("TICK_WAIT_MAX_S", d.tick_wait_max_s),
-        help="longest the tick wait grows to while frames arrive late (a lagging pipeline); "
-        "it decays back to --tick-wait once ticks complete on time; raised to --tick-wait "
-        f"if below it (env SLIPSTREAM_TICK_WAIT_MAX_S; default {d.tick_wait_max_s:g})",
-    )
-    parser.add_argument(
-        "--event-loop",
-        choices=EVENT_LOOPS,
-        default=env("EVENT_LOOP", d.event_loop),
-        help="the node's event loop: uvloop (faster writes to many fans), asyncio, or auto = "
-        f"uvloop when installed (env SLIPSTREAM_EVENT_LOOP; default {d.event_loop})",
-    )
-    parser.add_argument(
-        "--server-id",
-        default=env("SERVER_ID"),
-        help="this node's name in the hello and /healthz (env SLIPSTREAM_SERVER_ID; "
-        "default: a random node-XXXXXXXX)",
-    )
-    parser.add_argument(
-        "--trusted-proxy",
-        action="append",
-        metavar="CIDR",
-        default=[p for p in (env("TRUSTED_PROXIES") or "").split(",") if p.strip()],
-        help="believe Forwarded / X-Forwarded-For only from peers in this network (e.g. the "
-        "load balancer's 10.0.0.0/8), so per-address limits and logs see the fan; repeatable "
-        "or comma-separated (env SLIPSTREAM_TRUSTED_PROXIES; default: none, the headers are "
-        "ignored)",
-    )
+    BROADCAST_OPTIONS.add_arguments(parser, NODE_FIELDS)

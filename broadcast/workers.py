@@ -40,14 +40,16 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 from broadcast.config import BroadcastConfig
+from broadcast.server import BroadcastServer
 from slipstream.auth import AuthConfig
 from slipstream.bus import make_bus
 from slipstream.config import BusConfig
 from slipstream.errors import ConfigError
 from slipstream.gate import Gate
 from slipstream.limits import LimitsConfig
+from slipstream.logs import configure_logging
 from slipstream.loop import run as run_loop
-from slipstream.metrics import forget_process, prepare_multiprocess_dir
+from slipstream.metrics import Registry, forget_process, prepare_multiprocess_dir
 
 __all__ = ["MAX_WORKERS", "run_workers"]
 
@@ -91,7 +93,6 @@ def _worker_main(
     metrics_dir: Path,
 ) -> None:
     """Entry point of one worker process (spawned)."""
-    from slipstream.cli import configure_logging
 
     configure_logging(log_level, log_format)
     # SIGINT from a terminal reaches the whole process group: the parent decides.
@@ -108,8 +109,6 @@ async def _serve(
     ready: Queue[int],
     metrics_dir: Path,
 ) -> None:
-    from broadcast.server import BroadcastServer
-    from slipstream.metrics import Registry
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -24,14 +24,18 @@ from collections import defaultdict
 from typing import Any
 
 from downsample.config import DownsampleConfig
+from downsample.service import DownsampleService
 from downsample.synthetic import synthetic_batches
 from downsample.windows import PartitionWindows
+from slipstream.bus import make_bus
 from slipstream.bus.base import Record, partition_for
-from slipstream.bus.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import DEFAULT_PARTITIONS, BusConfig
 from slipstream.errors import ConfigError
+from slipstream.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.records import car_key, encode_frame, encode_raw
+from slipstream.testing import unique_name
+from slipstream.testing.broker import TansuBroker
 
 __all__ = ["add_bench_arguments", "bench_kafka", "bench_kernel", "cmd_bench"]
 
@@ -138,9 +142,6 @@ async def bench_kafka(
     args: argparse.Namespace, records: list[Record], bootstrap: str
 ) -> dict[str, Any]:
     """Pre-load ``records`` into a fresh topic, then time the service through the broker."""
-    from downsample.service import DownsampleService
-    from slipstream.bus import make_bus
-    from slipstream.testing import unique_name
 
     client = None if args.tansu else KafkaClientSettings.from_args(args)
     bus = make_bus(BusConfig(kafka=bootstrap, partitions=args.partitions, kafka_client=client))
@@ -200,8 +201,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.tansu and bootstrap:
         raise ConfigError("--tansu starts its own broker: drop --kafka (or SLIPSTREAM_KAFKA)")
     if args.tansu:
-        from slipstream.testing.broker import TansuBroker
-
         broker = TansuBroker()
         broker.start()
         bootstrap = broker.bootstrap

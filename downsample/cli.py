@@ -7,14 +7,49 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 from typing import Any
 
+from downsample.bench import add_bench_arguments, cmd_bench
 from downsample.config import DownsampleConfig, add_downsample_arguments
-from slipstream.config import BusConfig, add_bus_arguments, env
+from downsample.service import DownsampleService
+from slipstream.bus import make_bus
+from slipstream.config import BusConfig, add_bus_arguments
+from slipstream.metrics import Registry
+from slipstream.metrics_server import MetricsServer
+from slipstream.options import Option, Options, integer, text
 
-__all__ = ["register", "register_bench", "serve"]
+__all__ = ["METRICS_OPTIONS", "register", "register_bench", "serve"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsEndpoint:
+    """Where a downsampler serves ``/metrics``.
+
+    Attributes:
+        port: Port of ``/metrics``; None serves none.
+        host: Address of that port.
+    """
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+
+METRICS_OPTIONS = Options(
+    MetricsEndpoint,
+    [
+        Option(
+            "port", "--metrics-port",
+            "serve Prometheus /metrics on this port (deploy/prometheus scrapes it, "
+            "docs/deploy.md)",
+            parse=integer(1, 65535), env="METRICS_PORT", metavar="PORT", default_text="none",
+        ),
+        Option("host", "--metrics-host", "address of --metrics-port", parse=text,
+               env="METRICS_HOST"),
+    ],
+)  # fmt: skip
 
 
 async def serve(
@@ -29,10 +64,6 @@ async def serve(
         bus_config: The bus.
         metrics: ``(host, port)`` to serve ``/metrics`` on, or None.
     """
-    from downsample.service import DownsampleService
-    from slipstream.bus import make_bus
-    from slipstream.metrics import Registry
-    from slipstream.metrics_server import MetricsServer
 
     registry = Registry()
     server = MetricsServer(registry, *metrics) if metrics is not None else None
@@ -58,7 +89,8 @@ async def serve(
 
 def _cmd_downsample(args: argparse.Namespace) -> int:
     config = DownsampleConfig.from_args(args)
-    metrics = (args.metrics_host, args.metrics_port) if args.metrics_port is not None else None
+    endpoint = METRICS_OPTIONS.build(args)
+    metrics = (endpoint.host, endpoint.port) if endpoint.port is not None else None
     asyncio.run(serve(config, BusConfig.from_args(args), metrics))
     return 0
 
@@ -77,26 +109,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_bus_arguments(parser, required=True)
     add_downsample_arguments(parser)
-    port = env("METRICS_PORT")
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        default=int(port) if port else None,
-        help="serve Prometheus /metrics on this port (env SLIPSTREAM_METRICS_PORT; default: "
-        "none; deploy/prometheus scrapes it, docs/deploy.md)",
-    )
-    parser.add_argument(
-        "--metrics-host",
-        default=env("METRICS_HOST", "127.0.0.1"),
-        help="address of --metrics-port (env SLIPSTREAM_METRICS_HOST; default 127.0.0.1)",
-    )
+    METRICS_OPTIONS.add_arguments(parser)
     parser.set_defaults(func=_cmd_downsample)
 
 
 def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     """Add ``slipstream bench pipeline``."""
-    from downsample.bench import add_bench_arguments, cmd_bench
 
     parser = benches.add_parser(
         "pipeline",

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingest.validate import ValidatorConfig, parse_cars
-from slipstream.config import (
-    DEFAULT_PARTITIONS,
-    DLQ_TOPIC,
-    FRAMES_TOPIC,
-    RAW_TOPIC,
-    env,
-    env_int,
-)
+from ingest.validate import VALIDATOR_OPTIONS, ValidatorConfig
+from slipstream.bus.names import topic_name
+from slipstream.config import DEFAULT_PARTITIONS, DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC
 from slipstream.errors import ConfigError
+from slipstream.options import Option, Options, integer, text
 
-__all__ = ["DownsampleConfig", "add_downsample_arguments"]
+__all__ = ["DOWNSAMPLE_OPTIONS", "DownsampleConfig", "add_downsample_arguments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,76 +83,66 @@ class DownsampleConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DownsampleConfig:
         """Build from the flags added by :func:`add_downsample_arguments`."""
-        try:
-            cars = parse_cars(args.cars_allowed)
-        except ValueError as exc:
-            raise ConfigError(f"--cars-allowed: {exc}") from exc
-        return cls(
-            group_id=args.group_id,
-            allowed_lateness_ms=args.allowed_lateness_ms,
-            max_skew_ms=args.max_skew_ms,
-            dedup_horizon=args.dedup_horizon,
-            cars_allowed=cars,
-            max_batch=args.max_batch,
-            commit_interval_ms=args.commit_interval_ms,
-            idle_flush_ms=args.idle_flush_ms,
+        return DOWNSAMPLE_OPTIONS.build(
+            args,
+            # The bus's --partitions, where the command has it.
             partitions=getattr(args, "partitions", DEFAULT_PARTITIONS),
-            raw_topic=args.raw_topic,
-            frames_topic=args.frames_topic,
-            dlq_topic=args.dlq_topic,
+            **VALIDATOR_OPTIONS.values(args),
         )
+
+
+def _ms(minimum: int) -> Callable[[str], int]:
+    return integer(minimum=minimum)
+
+
+#: The downsampler's options; ``--cars-allowed`` comes from ingest's checks
+#: (:data:`ingest.validate.VALIDATOR_OPTIONS`), ``--partitions`` from the bus.
+DOWNSAMPLE_OPTIONS = Options(
+    DownsampleConfig,
+    [
+        Option(
+            "group_id", "--group-id", "consumer group of the downsamplers",
+            parse=text, env="GROUP_ID",
+        ),
+        Option(
+            "allowed_lateness_ms", "--allowed-lateness-ms",
+            "event time a 500 ms window waits for out-of-order samples after it ends; later "
+            "samples are dead-lettered as late",
+            parse=_ms(0), env="ALLOWED_LATENESS_MS",
+        ),
+        Option(
+            "max_skew_ms", "--max-skew-ms",
+            "refuse a record starting this far ahead of its race's latest sample as bad_timestamp",
+            parse=_ms(1),
+        ),
+        Option(
+            "dedup_horizon", "--dedup-horizon",
+            "batch sequence numbers per car remembered for de-duplication",
+            parse=integer(minimum=1),
+        ),
+        Option(
+            "max_batch", "--max-batch", "most raw records processed per poll",
+            parse=integer(minimum=1),
+        ),
+        Option(
+            "commit_interval_ms", "--commit-interval-ms",
+            "how often offsets and restart checkpoints are committed",
+            parse=_ms(0),
+        ),
+        Option("raw_topic", "--raw-topic", "topic to read", parse=topic_name),
+        Option("frames_topic", "--frames-topic", "topic of the 2 Hz frames", parse=topic_name),
+        Option("dlq_topic", "--dlq-topic", "topic of the dead letters", parse=topic_name),
+        Option(
+            "idle_flush_ms", "--idle-flush-ms",
+            "close a race's open windows after this much wall-clock silence, e.g. at the end "
+            "of a race",
+            parse=_ms(1), env="IDLE_FLUSH_MS",
+        ),
+    ],
+)  # fmt: skip
 
 
 def add_downsample_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the downsampler's flags (defaults from ``SLIPSTREAM_*`` variables)."""
-    d = DownsampleConfig()
-    parser.add_argument(
-        "--group-id", default=env("GROUP_ID", d.group_id),
-        help=f"consumer group of the downsamplers (env SLIPSTREAM_GROUP_ID; default {d.group_id})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--allowed-lateness-ms", type=int,
-        default=env_int("ALLOWED_LATENESS_MS", d.allowed_lateness_ms),
-        help="event time a 500 ms window waits for out-of-order samples after it ends; later "
-        f"samples are dead-lettered as late (default {d.allowed_lateness_ms})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-skew-ms", type=int, default=d.max_skew_ms,
-        help="refuse a record starting this far ahead of its race's latest sample as "
-        f"bad_timestamp (default {d.max_skew_ms})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--dedup-horizon", type=int, default=d.dedup_horizon,
-        help=f"batch sequence numbers per car remembered for de-duplication "
-        f"(default {d.dedup_horizon})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--cars-allowed", default=env("CARS_ALLOWED"), metavar="LIST",
-        help="entry list of valid car numbers, e.g. '1-40,88' (env SLIPSTREAM_CARS_ALLOWED; "
-        "default: any car 1..99)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-batch", type=int, default=d.max_batch,
-        help=f"most raw records processed per poll (default {d.max_batch})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--commit-interval-ms", type=int, default=d.commit_interval_ms,
-        help=f"how often offsets and restart checkpoints are committed "
-        f"(default {d.commit_interval_ms})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--raw-topic", default=d.raw_topic, help=f"topic to read (default {d.raw_topic})"
-    )
-    parser.add_argument(
-        "--frames-topic", default=d.frames_topic,
-        help=f"topic of the 2 Hz frames (default {d.frames_topic})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--dlq-topic", default=d.dlq_topic,
-        help=f"topic of the dead letters (default {d.dlq_topic})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--idle-flush-ms", type=int, default=env_int("IDLE_FLUSH_MS", d.idle_flush_ms),
-        help="close a race's open windows after this much wall-clock silence, e.g. at the end "
-        f"of a race (env SLIPSTREAM_IDLE_FLUSH_MS; default {d.idle_flush_ms})",
-    )  # fmt: skip
+    DOWNSAMPLE_OPTIONS.add_arguments(parser)
+    VALIDATOR_OPTIONS.add_arguments(parser)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import defaultdict, deque
 
 from downsample.checkpoint import Checkpoint, decode_checkpoint, encode_checkpoint
 from downsample.config import DownsampleConfig
+from downsample.outage import QuietTracker
 from downsample.windows import Counts, PartitionWindows, WindowRules
 from ingest.dlq import DeadLetter, encode_dead_letter
 from ingest.validate import REASONS, Validator
@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: Polls whose output may be in flight to the broker at once.
 _MAX_IN_FLIGHT = 4
-#: After a broker outage, races stay open until the producers are seen back, or
-#: for this many times ``idle_flush_ms`` (a producer that died meanwhile).
-OUTAGE_GRACE_FACTOR = 10
 #: Window close lag: the allowed lateness (1 s by default) plus the pipeline's delay.
 CLOSE_LAG_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -95,12 +92,7 @@ class DownsampleService:
         self._windows: dict[int, PartitionWindows] = {}
         self._in_flight: deque[asyncio.Task[None]] = deque()
         self._committed: dict[int, int] = {}
-        self._quiet: set[int] = set()
-        self._quiet_at = -math.inf
-        self._drained_since: dict[int, float] = {}
-        # After an outage: when the broker answered again, and its end offsets then.
-        self._back: tuple[float, dict[TopicPartition, int]] | None = None
-        self._outage = False
+        self._quiet = QuietTracker(config.idle_flush_ms / 1000)
         registry = registry or Registry()
         self._m_records = registry.counter(
             "slipstream_raw_records_total", "Raw records read by the downsampler"
@@ -183,46 +175,20 @@ class DownsampleService:
     async def _quiet_partitions(self, consumer: Consumer, now: float) -> set[int]:
         """Partitions the broker has said, for ``idle_flush_ms``, have nothing more to read.
 
-        The broker is asked every idle/4.  Only such partitions' silent races are
-        flushed.  A broker that does not answer is an outage, not the end of a
-        race: the producers still hold the race's next samples and send them
-        once they have reconnected, which may be well after the broker is back.
-        So after an outage nothing is flushed until the producers are seen back
-        (the broker's end offsets grew since it returned) or ``OUTAGE_GRACE_FACTOR``
-        x idle has passed, and silence is measured again from then.
+        Asks the broker for its end offsets when :class:`~downsample.outage.QuietTracker`
+        says it is time, and feeds it the answer (or the outage); only the
+        returned partitions' silent races are flushed.
         """
-        idle_s = self.config.idle_flush_ms / 1000
-        if now - self._quiet_at < idle_s / 4:
-            return self._quiet
-        self._quiet_at = now
+        tracker = self._quiet
+        if not tracker.due(now):
+            return tracker.quiet
         assigned = [TopicPartition(self.config.raw_topic, p) for p in self._windows]
-        self._quiet = set()
         try:
             ends = await consumer.end_offsets(assigned) if assigned else {}
         except BusError:
-            self._drained_since.clear()
-            self._outage, self._back = True, None
-            return self._quiet
-        if self._outage:
-            if self._back is None:
-                self._back = (now, ends)
-                return self._quiet
-            back_at, ends_then = self._back
-            grown = any(end > ends_then.get(tp, end) for tp, end in ends.items())
-            if not grown and now - back_at < OUTAGE_GRACE_FACTOR * idle_s:
-                return self._quiet
-            logger.info("broker back and %s", "producers too" if grown else "no producer seen")
-            self._outage, self._back = False, None
-            self._drained_since.clear()
-        for tp, end in ends.items():
-            if end <= (self._windows[tp.partition].next_offset or 0):
-                self._drained_since.setdefault(tp.partition, now)
-            else:
-                self._drained_since.pop(tp.partition, None)
-        for partition in set(self._drained_since) - set(self._windows):
-            del self._drained_since[partition]
-        self._quiet = {p for p, since in self._drained_since.items() if now - since >= idle_s}
-        return self._quiet
+            return tracker.no_answer(now)
+        positions = {p: w.next_offset or 0 for p, w in self._windows.items()}
+        return tracker.answer(now, {tp.partition: end for tp, end in ends.items()}, positions)
 
     def _process(
         self, records: list[Record], fresh: set[int], now: float, quiet: set[int]

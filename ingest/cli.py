@@ -17,8 +17,9 @@ from typing import Any
 
 from ingest.audit import Audit, AuditReport
 from ingest.dlq import encode_dead_letter
-from ingest.validate import Validator, ValidatorConfig, parse_cars
-from slipstream.config import DLQ_TOPIC, RAW_TOPIC, BusConfig, add_bus_arguments, env
+from ingest.validate import VALIDATOR_OPTIONS, Validator
+from slipstream.bus import make_bus
+from slipstream.config import DLQ_TOPIC, RAW_TOPIC, BusConfig, add_bus_arguments
 from slipstream.errors import ConfigError
 
 __all__ = ["audit_topic", "register"]
@@ -34,7 +35,6 @@ async def audit_topic(
     dead_letter_topic: str | None = None,
 ) -> AuditReport:
     """Validate ``topic`` from its start to its current end; returns the counts."""
-    from slipstream.bus import make_bus
 
     bus = make_bus(bus_config)
     await bus.start()
@@ -70,7 +70,7 @@ async def audit_topic(
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     try:
-        cars = parse_cars(args.cars_allowed)
+        validator = Validator(VALIDATOR_OPTIONS.build(args))
         partitions = {int(p) for p in args.partition} if args.partition else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -80,7 +80,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         audit_topic(
             BusConfig.from_args(args),
             args.topic,
-            Validator(ValidatorConfig(cars_allowed=cars)),
+            validator,
             partitions=partitions,
             max_records=args.max_records,
             dead_letter_topic=args.dlq_topic if args.dead_letter else None,
@@ -118,10 +118,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--partition", action="append", metavar="N", help="only this partition (repeatable)"
     )
     parser.add_argument("--max-records", type=int, help="stop after this many records")
-    parser.add_argument(
-        "--cars-allowed", default=env("CARS_ALLOWED"), metavar="LIST",
-        help="entry list of valid car numbers, e.g. '1-40,88' (default: any car 1..99)",
-    )  # fmt: skip
+    VALIDATOR_OPTIONS.add_arguments(parser)
     parser.add_argument(
         "--dead-letter", action="store_true", help="send refused records to the dead-letter topic"
     )

@@ -30,9 +30,17 @@ import numpy as np
 
 from ingest.errors import Rejected
 from slipstream.catalogue import CATALOGUE, Catalogue
+from slipstream.options import Option, Options
 from slipstream.records import RawBatch, RecordError, car_key, decode_raw
 
-__all__ = ["DECODE_REASONS", "REASONS", "Validator", "ValidatorConfig"]
+__all__ = [
+    "DECODE_REASONS",
+    "REASONS",
+    "VALIDATOR_OPTIONS",
+    "Validator",
+    "ValidatorConfig",
+    "parse_cars",
+]
 
 #: Reasons raised by :func:`slipstream.records.decode_raw`.
 DECODE_REASONS = (
@@ -105,6 +113,28 @@ def parse_cars(text: str | None) -> frozenset[int] | None:
             raise ValueError(f"bad car list item {part!r}; expected N or N-M")
         cars.update(range(int(lo), int(hi if sep else lo) + 1))
     return frozenset(cars)
+
+
+def _car_list(raw: str) -> frozenset[int]:
+    try:
+        cars = parse_cars(raw)
+    except ValueError:
+        cars = None
+    if not cars:
+        raise ValueError("expected car numbers and ranges like '1-40,88'")
+    return cars
+
+
+#: The options of the stateless checks (``slipstream ingest`` and ``slipstream downsample``).
+VALIDATOR_OPTIONS = Options(
+    ValidatorConfig,
+    [
+        Option(
+            "cars_allowed", "--cars-allowed", "entry list of valid car numbers, e.g. '1-40,88'",
+            parse=_car_list, env="CARS_ALLOWED", metavar="LIST", default_text="any car 1..99",
+        ),
+    ],
+)  # fmt: skip
 
 
 class Validator:

@@ -26,10 +26,11 @@ from simulator.config import SimulatorConfig
 from simulator.kernel import Simulation
 from simulator.service import SimulatorService
 from slipstream.bus import make_bus
-from slipstream.bus.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.catalogue import CATALOGUE
 from slipstream.config import BusConfig
+from slipstream.kafka_settings import KafkaClientSettings, add_kafka_arguments
 from slipstream.records import RawBatch, encode_raw
+from slipstream.testing.broker import TansuBroker
 
 __all__ = ["add_bench_arguments", "cmd_bench", "measure_kernel"]
 
@@ -143,8 +144,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _print("kernel+encode", results["kernel+encode"])
     if args.kafka or args.tansu:
         if args.tansu:
-            from slipstream.testing.broker import TansuBroker
-
             with TansuBroker() as broker:
                 results["kafka"] = asyncio.run(
                     _measure_kafka(config, BusConfig(kafka=broker.bootstrap))

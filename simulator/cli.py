@@ -10,8 +10,9 @@ import sys
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from simulator.bench import add_bench_arguments, cmd_bench
 from simulator.config import SimulatorConfig, add_simulator_arguments
-from simulator.recording import RecordWriter
+from simulator.recording_file import RecordWriter
 from simulator.replay import ReplayService
 from simulator.service import SimulatorService
 from simulator.summary import RaceSummary
@@ -147,7 +148,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     """Add ``slipstream bench simulator``."""
-    from simulator.bench import add_bench_arguments, cmd_bench
 
     parser = benches.add_parser(
         "simulator",

@@ -1,13 +1,15 @@
 """Race control and pit road: flags, cautions behind a pace car, incidents, pit stops.
 
-Works on the arrays of a :class:`simulator.model.RaceModel`, vectorised over
-cars; per-car Python code runs only for rare, discrete happenings (a car
-crossing the line, an incident).
+Works on the arrays of a race model, vectorised over cars; per-car Python code
+runs only for rare, discrete happenings (a car crossing the line, an
+incident).  The dependency is one way: :mod:`simulator.model` builds a
+:class:`RaceControl` and hands it itself as a :class:`Cars`; race control reads
+the cars' arrays and changes them only through the methods of :class:`Cars`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,21 +25,66 @@ from simulator.events import (
     RED,
     WHITE,
     YELLOW,
+    EventLog,
 )
+from simulator.track import Track
 
-if TYPE_CHECKING:
-    from simulator.model import RaceModel
-
-__all__ = ["RaceControl"]
+__all__ = ["TANK_GAL", "Cars", "RaceControl"]
 
 STOP_S = 12.0
+#: Fuel cell capacity, US gallons.
 TANK_GAL = 18.0
+
+
+class Cars(Protocol):
+    """What race control reads of the cars (arrays of shape (n,) unless noted)."""
+
+    n: int
+    L: float
+    t: float
+    rng: np.random.Generator
+    track: Track
+    log: EventLog
+    laps_total: int
+    numbers: NDArray[np.int64]
+    dist: NDArray[np.float64]
+    running: NDArray[np.bool_]
+    order: NDArray[np.intp]
+    laps: NDArray[np.int64]
+    fuel: NDArray[np.float64]
+    burn_per_lap: float
+    wear: NDArray[np.float64]  # (4, n)
+    damage: NDArray[np.float64]
+    draft_m: NDArray[np.float64]
+    tyre_age: NDArray[np.float64]
+
+    def refuel(self, serving: NDArray[np.bool_], dt: float) -> None:
+        """Fuel flows into the cars ``serving`` in their pit box for ``dt`` seconds."""
+        ...
+
+    def service_done(self, i: int) -> None:
+        """Car ``i`` leaves its box: full tank, fresh tyres, part of its damage mended."""
+        ...
+
+    def stop_in_box(self, i: int, dist: float) -> None:
+        """Car ``i`` stops in its pit box at distance ``dist`` (m)."""
+        ...
+
+    def crash(
+        self, cars: NDArray[np.intp], damage: NDArray[np.float64], retired: NDArray[np.intp]
+    ) -> None:
+        """``cars`` take ``damage``; ``retired`` stop running."""
+        ...
+
+    def led_lap(self, i: int) -> None:
+        """Car ``i`` led a lap at the line."""
+        ...
 
 
 class RaceControl:
     """Flags, caution procedure, incidents and pit stops of one race."""
 
-    def __init__(self, model: RaceModel) -> None:
+    def __init__(self, model: Cars) -> None:
         self.m = model
         n = model.n
         rng = model.rng
@@ -137,8 +184,7 @@ class RaceControl:
             m.log.add(m.t + dt, "pit_in", (int(m.numbers[i]),), lap=int(m.laps[i]))
         arrive = np.flatnonzero(road & ~self.served & (m.dist >= self.stall_dist - 0.5))
         for i in arrive.tolist():
-            m.dist[i] = self.stall_dist[i]
-            m.speed[i] = 0.0
+            m.stop_in_box(i, float(self.stall_dist[i]))
             self.pit_status[i] = PIT_STALLED
             extra = m.rng.uniform(3.0, 8.0) if m.damage[i] > 0 else 0.0
             self.pit_timer[i] = STOP_S + m.rng.normal(0.0, 0.7) + extra
@@ -154,7 +200,7 @@ class RaceControl:
         box = self.pit_status == PIT_STALLED
         serving = box & m.running
         if serving.any():
-            m.fuel = np.where(serving, np.minimum(m.fuel + TANK_GAL / 11.0 * dt, TANK_GAL), m.fuel)
+            m.refuel(serving, dt)
             self.pit_timer = np.where(serving, self.pit_timer - dt, self.pit_timer)
             done = np.flatnonzero(serving & (self.pit_timer <= 0))
             for i in done.tolist():
@@ -162,11 +208,7 @@ class RaceControl:
                 self.served[i] = True
                 self.wants_pit[i] = False
                 self.pit_stops[i] += 1
-                m.fuel[i] = TANK_GAL
-                m.wear[:, i] = 0.0
-                m.tyre_t[:, i] = 45.0
-                m.tyre_age[i] = 0
-                m.damage[i] *= 0.3
+                m.service_done(i)
         if self.flag == YELLOW:
             self.pace_dist += spec.pace_speed_mps * dt
         elif self.flag == RED and m.t >= self.red_until:
@@ -212,8 +254,7 @@ class RaceControl:
         near = near[np.argsort(behind[near])][: int(rng.integers(1, 6))]
         cars = np.union1d(near, [first])
         retired = cars[rng.random(cars.size) < 0.25]
-        m.damage[cars] += rng.uniform(0.005, 0.03, cars.size)
-        m.running[retired] = False
+        m.crash(cars, rng.uniform(0.005, 0.03, cars.size), retired)
         self.pit_status[retired] = PIT_STALLED
         self.incidents += 1
         self.all_running = bool(m.running.all())
@@ -244,7 +285,7 @@ class RaceControl:
             return
         # First car to complete this lap: the leader at the line.
         self.line_lap = lap
-        m.laps_led[i] += 1
+        m.led_lap(i)
         if self.line_leader >= 0 and self.line_leader != i:
             self.lead_changes += 1
             m.log.add(

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from simulator.control import RaceControl
+from simulator.control import TANK_GAL, RaceControl
 from simulator.entries import Entry, make_entries
 from simulator.events import PIT_ROAD, PIT_STALLED, EventLog
 from simulator.track import Track
@@ -27,7 +27,6 @@ from simulator.track import Track
 __all__ = ["SNAPSHOT_FIELDS", "RaceModel"]
 
 AMBIENT_C = 30.0
-TANK_GAL = 18.0
 G = 9.80665
 # Per-corner factors (lf, rf, lr, rr) on a left-turning oval: the right side is loaded.
 _CORNER_LAT = np.array([0.7, 1.35, 0.6, 1.1])[:, None]
@@ -129,6 +128,38 @@ class RaceModel:
             pit_entry_m=round(track.pit_entry_m, 1), pit_exit_m=round(track.pit_exit_m, 1),
         )  # fmt: skip
         self.log.add(0.0, "flag", (), flag="green", lap=0)
+
+    # -- what race control may change (simulator.control.Cars) --------------------
+
+    def refuel(self, serving: NDArray[np.bool_], dt: float) -> None:
+        """Fuel flows into the cars ``serving`` in their pit box for ``dt`` seconds."""
+        self.fuel = np.where(
+            serving, np.minimum(self.fuel + TANK_GAL / 11.0 * dt, TANK_GAL), self.fuel
+        )
+
+    def service_done(self, i: int) -> None:
+        """Car ``i`` leaves its box: full tank, fresh tyres, part of its damage mended."""
+        self.fuel[i] = TANK_GAL
+        self.wear[:, i] = 0.0
+        self.tyre_t[:, i] = 45.0
+        self.tyre_age[i] = 0
+        self.damage[i] *= 0.3
+
+    def stop_in_box(self, i: int, dist: float) -> None:
+        """Car ``i`` stops in its pit box at distance ``dist`` (m)."""
+        self.dist[i] = dist
+        self.speed[i] = 0.0
+
+    def crash(
+        self, cars: NDArray[np.intp], damage: NDArray[np.float64], retired: NDArray[np.intp]
+    ) -> None:
+        """``cars`` take ``damage``; ``retired`` stop running."""
+        self.damage[cars] += damage
+        self.running[retired] = False
+
+    def led_lap(self, i: int) -> None:
+        """Car ``i`` led a lap at the line."""
+        self.laps_led[i] += 1
 
     def _outline(self, points: int = 200) -> list[list[float]]:
         """The centre line as ``points`` [x, y] map points (metres), from the line onwards."""

@@ -1,4 +1,4 @@
-"""The race recording file: a compact, exact copy of what the simulator sent.
+"""The race recording format: a compact, exact copy of what the simulator sent (pure codec).
 
 Layout (version 1, little-endian)::
 
@@ -24,16 +24,18 @@ give back bit for bit (NaN dropouts, anything unusual).  Everything else
 (events, corrupted records) is kept verbatim.  Reading rebuilds each record
 with :func:`slipstream.records.encode_raw`, which is deterministic, so a
 replay is byte-identical to the original stream.
+
+:class:`RecordingEncoder` turns records into the file's bytes and
+:class:`RecordingDecoder` bytes back into records; neither touches a file
+(:mod:`simulator.recording_file` reads and writes them).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -44,7 +46,7 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.config import RAW_TOPIC
 from slipstream.records import RawBatch, RecordError, decode_raw, encode_raw
 
-__all__ = ["MAGIC", "RecordReader", "RecordWriter", "RecordedRecord"]
+__all__ = ["FORMAT", "MAGIC", "RecordedRecord", "RecordingDecoder", "RecordingEncoder"]
 
 MAGIC = b"SLIPREC1"
 FORMAT = 1
@@ -52,6 +54,7 @@ _RES = CATALOGUE.resolution
 _INV_RES = 1.0 / _RES
 _FRAME_ENTRIES = 400
 _WIDTHS = (1, 2, 4, 8)
+_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,56 +67,44 @@ class RecordedRecord:
     value: bytes
 
 
-class RecordWriter:
-    """Writes a recording; use as a context manager or call :meth:`close`.
+class RecordingEncoder:
+    """Records in, the recording's bytes out.
+
+    Args:
+        writer: Who wrote the recording (kept in the header).
 
     Attributes:
-        raw_bytes: Total size of the record values written (the stream's size).
-        records: Records written.
+        raw_bytes: Total size of the record values added (the stream's size).
+        records: Records added.
     """
 
-    def __init__(self, path: str | Path, writer: str = "slipstream simulate") -> None:
-        self.path = Path(path)
-        self._file: BinaryIO = self.path.open("wb")
-        self._file.write(MAGIC)
-        header = {"format": FORMAT, "catalogue": CATALOGUE.hash, "channels": len(CATALOGUE)}
-        self._frame([{**header, "writer": writer}])
+    def __init__(self, writer: str = "slipstream simulate") -> None:
+        self._writer = writer
         self._entries: list[list[Any]] = []
         self._last: dict[int, NDArray[np.int64]] = {}
         self.raw_bytes = 0
         self.records = 0
 
-    def __enter__(self) -> RecordWriter:
-        return self
+    def start(self) -> bytes:
+        """The bytes that open the recording: the magic and the header frame."""
+        header = {"format": FORMAT, "catalogue": CATALOGUE.hash, "channels": len(CATALOGUE)}
+        return MAGIC + _frame([{**header, "writer": self._writer}])
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def write(self, t_ns: int, topic: str, key: bytes | None, value: bytes) -> None:
-        """Append one record sent at race time ``t_ns``."""
+    def add(self, t_ns: int, topic: str, key: bytes | None, value: bytes) -> bytes:
+        """Add one record sent at race time ``t_ns``; returns a frame when one is full, else b""."""
         self.raw_bytes += len(value)
         self.records += 1
         entry = self._compact(t_ns, key, value) if topic == RAW_TOPIC else None
         self._entries.append(entry or [0, t_ns, topic, key, value])
-        if len(self._entries) >= _FRAME_ENTRIES:
-            self._flush()
+        return self.flush() if len(self._entries) >= _FRAME_ENTRIES else b""
 
-    def close(self) -> None:
-        """Write what is buffered and close the file (idempotent)."""
-        if self._file.closed:
-            return
-        self._flush()
-        self._file.close()
-
-    def _flush(self) -> None:
-        if self._entries:
-            self._frame(self._entries)
-            self._entries = []
-
-    def _frame(self, entries: list[Any]) -> None:
-        body = zlib.compress(msgpack.packb(entries, use_bin_type=True), 1)
-        self._file.write(struct.pack("<I", len(body)))
-        self._file.write(body)
+    def flush(self) -> bytes:
+        """Returns and clears the frame of the records added since the last one (b"" if none)."""
+        if not self._entries:
+            return b""
+        data = _frame(self._entries)
+        self._entries = []
+        return data
 
     def _compact(self, t_ns: int, key: bytes | None, value: bytes) -> list[Any] | None:
         try:
@@ -149,62 +140,78 @@ class RecordWriter:
         ]  # fmt: skip
 
 
-class RecordReader:
-    """Reads a recording written by :class:`RecordWriter`.
+class RecordingDecoder:
+    """The recording's bytes in, records out.
+
+    Args:
+        name: What is decoded (a path), for error messages.
+
+    Feed it the bytes in order with :meth:`feed` and call :meth:`end` at the
+    end of the input; :attr:`header` is set once the header frame is read.
 
     Raises:
-        RecordingError: Not a recording, an unknown format, or a damaged file.
+        RecordingError: Not a recording, an unknown format, or damaged bytes.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self._file: BinaryIO = self.path.open("rb")
-        except OSError as exc:
-            raise RecordingError(f"cannot open recording {self.path}: {exc.strerror}") from exc
-        if self._file.read(len(MAGIC)) != MAGIC:
-            self._file.close()
-            raise RecordingError(f"{self.path} is not a Slipstream recording (bad magic)")
-        header = next(self._frames(), None)
-        if not header or not isinstance(header[0], dict) or header[0].get("format") != FORMAT:
-            self._file.close()
-            raise RecordingError(f"{self.path}: unknown recording format, expected {FORMAT}")
-        self.header: dict[str, Any] = header[0]
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.header: dict[str, Any] | None = None
+        self._buffer = bytearray()
+        self._magic_seen = False
         self._last: dict[int, NDArray[np.int64]] = {}
 
-    def __enter__(self) -> RecordReader:
-        return self
+    def feed(self, data: bytes) -> list[RecordedRecord]:
+        """Decode what ``data`` completes; returns the records it held."""
+        self._buffer += data
+        if not self._magic_seen:
+            if len(self._buffer) < len(MAGIC):
+                return []
+            if self._buffer[: len(MAGIC)] != MAGIC:
+                raise RecordingError(f"{self.name} is not a Slipstream recording (bad magic)")
+            del self._buffer[: len(MAGIC)]
+            self._magic_seen = True
+        records: list[RecordedRecord] = []
+        while len(self._buffer) >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(self._buffer)
+            if len(self._buffer) < _LENGTH.size + size:
+                break
+            body = bytes(self._buffer[_LENGTH.size : _LENGTH.size + size])
+            del self._buffer[: _LENGTH.size + size]
+            entries = self._entries(body)
+            if self.header is None:
+                self._read_header(entries)
+                continue
+            records.extend(self._record(entry) for entry in entries)
+        return records
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def end(self) -> None:
+        """The input ended.
 
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        Raises:
+            RecordingError: It ended inside the magic, the header or a frame.
+        """
+        if not self._magic_seen:
+            raise RecordingError(f"{self.name} is not a Slipstream recording (bad magic)")
+        if self.header is None:
+            raise RecordingError(f"{self.name}: unknown recording format, expected {FORMAT}")
+        if 0 < len(self._buffer) < _LENGTH.size:
+            raise RecordingError(f"{self.name}: truncated frame header")
+        if self._buffer:
+            raise RecordingError(f"{self.name}: truncated frame")
 
-    def _frames(self) -> Iterator[list[Any]]:
-        while True:
-            size_bytes = self._file.read(4)
-            if not size_bytes:
-                return
-            if len(size_bytes) < 4:
-                raise RecordingError(f"{self.path}: truncated frame header")
-            (size,) = struct.unpack("<I", size_bytes)
-            body = self._file.read(size)
-            if len(body) < size:
-                raise RecordingError(f"{self.path}: truncated frame")
-            try:
-                entries = msgpack.unpackb(zlib.decompress(body), raw=False)
-            except (zlib.error, ValueError, msgpack.UnpackException) as exc:
-                raise RecordingError(f"{self.path}: damaged frame: {exc}") from exc
-            if not isinstance(entries, list):
-                raise RecordingError(f"{self.path}: damaged frame")
-            yield entries
+    def _entries(self, body: bytes) -> list[Any]:
+        try:
+            entries = msgpack.unpackb(zlib.decompress(body), raw=False)
+        except (zlib.error, ValueError, msgpack.UnpackException) as exc:
+            raise RecordingError(f"{self.name}: damaged frame: {exc}") from exc
+        if not isinstance(entries, list):
+            raise RecordingError(f"{self.name}: damaged frame")
+        return entries
 
-    def __iter__(self) -> Iterator[RecordedRecord]:
-        for entries in self._frames():
-            for entry in entries:
-                yield self._record(entry)
+    def _read_header(self, entries: list[Any]) -> None:
+        if not entries or not isinstance(entries[0], dict) or entries[0].get("format") != FORMAT:
+            raise RecordingError(f"{self.name}: unknown recording format, expected {FORMAT}")
+        self.header = entries[0]
 
     def _record(self, entry: list[Any]) -> RecordedRecord:
         try:
@@ -225,4 +232,9 @@ class RecordReader:
             value = encode_raw(RawBatch(race, car, seq, t0, hz, values))
             return RecordedRecord(t_ns, RAW_TOPIC, key, value)
         except (ValueError, TypeError, IndexError) as exc:
-            raise RecordingError(f"{self.path}: damaged entry: {exc}") from exc
+            raise RecordingError(f"{self.name}: damaged entry: {exc}") from exc
+
+
+def _frame(entries: list[Any]) -> bytes:
+    body = zlib.compress(msgpack.packb(entries, use_bin_type=True), 1)
+    return _LENGTH.pack(len(body)) + body

@@ -1,6 +1,7 @@
 """ReplayService: plays a recording into the bus, byte for byte, at any speed.
 
-The recording format and its reader and writer are in :mod:`simulator.recording`.
+The recording format is :mod:`simulator.recording`; its file reader and writer are in
+:mod:`simulator.recording_file`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import logging
 import time
 from pathlib import Path
 
-from simulator.recording import RecordedRecord, RecordReader
+from simulator.recording import RecordedRecord
+from simulator.recording_file import RecordReader
 from simulator.summary import RaceSummary, SummaryBuilder
 from slipstream.bus import Bus, Producer
 from slipstream.config import DEFAULT_PARTITIONS, EVENTS_TOPIC, RAW_TOPIC

@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultInjector, OutRecord
 from simulator.kernel import Simulation
-from simulator.recording import RecordWriter
+from simulator.recording_file import RecordWriter
 from simulator.summary import RaceSummary, SummaryBuilder
 from slipstream.bus import Bus, Producer
 from slipstream.config import DEFAULT_PARTITIONS, EVENTS_TOPIC, RAW_TOPIC

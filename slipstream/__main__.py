@@ -2,6 +2,6 @@
 
 import sys
 
-from slipstream.cli import main
+from slipstream.app.cli import main
 
 sys.exit(main())

@@ -30,15 +30,16 @@ Errors::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
 
-from slipstream.config import env
 from slipstream.errors import ConfigError
 from slipstream.grants import (
     CLOSE_FORBIDDEN,
@@ -52,9 +53,11 @@ from slipstream.grants import (
     scope_claim,
 )
 from slipstream.keys import MIN_SECRET_BYTES, KeySet, SigningKey, check_secret, hmac_key
+from slipstream.options import Option, Options
 
 __all__ = [
     "AUDIENCE",
+    "AUTH_OPTIONS",
     "CLOSE_FORBIDDEN",
     "CLOSE_TOKEN_EXPIRED",
     "CLOSE_UNAUTHORIZED",
@@ -265,17 +268,9 @@ class AuthConfig:
 
         Auth is on whenever a secret or a public key is set, unless ``--no-auth``.
         """
-        secret = env("SECRET") or None
-        previous = tuple(p.strip() for p in (env("PREVIOUS_SECRETS") or "").split(",") if p.strip())
-        given = getattr(args, "token_public_key", None) or ()
-        public_keys = tuple(p.strip() for v in given for p in v.split(",") if p.strip())
-        keyed = secret is not None or bool(public_keys)
-        return cls(
-            secret=secret,
-            enabled=keyed and not args.no_auth,
-            previous_secrets=previous,
-            public_keys=public_keys,
-        )
+        values = AUTH_OPTIONS.build(args, enabled=False)
+        keyed = values.secret is not None or bool(values.public_keys)
+        return dataclasses.replace(values, enabled=keyed and not args.no_auth)
 
     def keys(self) -> KeySet:
         """The accepted keys.
@@ -293,22 +288,61 @@ class AuthConfig:
         return TokenVerifier(self.keys(), self.leeway_s)
 
 
+def _secret(raw: str) -> str | None:
+    if not raw:
+        return None  # set but empty: as if unset
+    if len(raw.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"expected a secret of at least {MIN_SECRET_BYTES} bytes; make one with: "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return raw
+
+
+def _secrets(raw: str) -> str:
+    secret = _secret(raw)
+    if secret is None:
+        raise ValueError("expected a secret, not an empty value")
+    return secret
+
+
+def _public_key(raw: str) -> str:
+    if not Path(raw.strip()).is_file():
+        raise ValueError("expected the path of a PEM public key (no such file)")
+    return raw.strip()
+
+
+#: Secrets are read from their variables only, never from a flag (``ps`` shows flags).
+AUTH_OPTIONS = Options(
+    AuthConfig,
+    [
+        Option("secret", None, "shared secret of the fan tokens", parse=_secret, env="SECRET"),
+        Option(
+            "previous_secrets", None,
+            "secrets still accepted during a rotation (comma-separated)",
+            parse=_secrets, env="PREVIOUS_SECRETS", repeat=True,
+        ),
+        Option(
+            "public_keys", "--token-public-key",
+            "accept tokens signed by the Ed25519 private key of this public key (from "
+            "`slipstream token --generate-key`); repeat for the previous key during a rotation. "
+            "Shared secrets: SLIPSTREAM_SECRET signs and is accepted; "
+            "SLIPSTREAM_PREVIOUS_SECRETS (comma-separated) are accepted too, so a rotation "
+            "ends no session (docs/security.md)",
+            parse=_public_key, env="TOKEN_PUBLIC_KEYS", metavar="PEM", repeat=True,
+            default_text="none",
+        ),
+    ],
+)  # fmt: skip
+
+
 def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--no-auth`` and ``--token-public-key`` to a serving command."""
+    """Add ``--no-auth`` and ``--token-public-key`` to a serving command (and read the
+    secrets' variables)."""
+    AUTH_OPTIONS.add_arguments(parser)
     parser.add_argument(
         "--no-auth",
         action="store_true",
         help="serve without tokens even if SLIPSTREAM_SECRET or a public key is set (local "
         "use only); auth is on by default whenever either is set",
-    )
-    parser.add_argument(
-        "--token-public-key",
-        action="append",
-        metavar="PEM",
-        default=[p for p in (env("TOKEN_PUBLIC_KEYS") or "").split(",") if p],
-        help="accept tokens signed by the Ed25519 private key of this public key (from "
-        "`slipstream token --generate-key`); repeat for the previous key during a rotation "
-        "(env SLIPSTREAM_TOKEN_PUBLIC_KEYS, comma-separated). Shared secrets: "
-        "SLIPSTREAM_SECRET signs and is accepted; SLIPSTREAM_PREVIOUS_SECRETS (comma-separated) "
-        "are accepted too, so a rotation ends no session (docs/security.md)",
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from slipstream.auth import mint_token
+from slipstream.auth import AUTH_OPTIONS, mint_token
 from slipstream.catalogue import CATALOGUE
-from slipstream.config import env
 from slipstream.errors import ConfigError
 from slipstream.keys import (
     MIN_SECRET_BYTES,
@@ -17,8 +18,38 @@ from slipstream.keys import (
     hmac_key,
     load_private_key,
 )
+from slipstream.options import Option, Options
 
-__all__ = ["register"]
+__all__ = ["TOKEN_OPTIONS", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSigning:
+    """How ``slipstream token`` signs (besides ``SLIPSTREAM_SECRET``).
+
+    Attributes:
+        private_key: An Ed25519 private key (PEM file); None signs with the secret.
+    """
+
+    private_key: str | None = None
+
+
+def _pem_file(raw: str) -> str:
+    if not Path(raw).is_file():
+        raise ValueError("expected an existing file (a PEM private key)")
+    return raw
+
+
+TOKEN_OPTIONS = Options(
+    TokenSigning,
+    [
+        Option(
+            "private_key", "--private-key",
+            "sign with this Ed25519 private key (EdDSA) instead of SLIPSTREAM_SECRET",
+            parse=_pem_file, env="TOKEN_PRIVATE_KEY", metavar="PEM", default_text="none",
+        ),
+    ],
+)  # fmt: skip
 
 
 def _cars(text: str) -> list[int] | None:
@@ -60,6 +91,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         f"Premium groups ({premium}) are only granted when named. --operator mints a token "
         "for the operator paths (/v1/sessions) instead, which carries no telemetry.",
     )
+    AUTH_OPTIONS.add_arguments(parser, ("secret",))  # SLIPSTREAM_SECRET, no flag
     parser.add_argument(
         "--cars",
         type=_cars,
@@ -89,13 +121,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="an operator token: opens /v1/sessions and other per-fan details, no telemetry "
         "(--cars and --groups are ignored)",
     )
-    parser.add_argument(
-        "--private-key",
-        metavar="PEM",
-        default=env("TOKEN_PRIVATE_KEY"),
-        help="sign with this Ed25519 private key (EdDSA) instead of SLIPSTREAM_SECRET "
-        "(env SLIPSTREAM_TOKEN_PRIVATE_KEY)",
-    )
+    TOKEN_OPTIONS.add_arguments(parser)
     parser.add_argument(
         "--generate-key",
         metavar="PATH",
@@ -108,7 +134,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _signing_key(args: argparse.Namespace) -> SigningKey:
     if args.private_key:
         return load_private_key(args.private_key)
-    secret = env("SECRET")
+    secret: str | None = args.secret
     if not secret:
         raise ConfigError(
             "SLIPSTREAM_SECRET is not set: export the secret the broadcast nodes use "

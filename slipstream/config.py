@@ -1,33 +1,29 @@
-"""Shared configuration: topic names, bus selection, flag and environment helpers.
+"""Shared configuration: topic names and the bus selection.
 
 Every component has a frozen config dataclass built from CLI flags, whose
-defaults may come from ``SLIPSTREAM_*`` environment variables.
+defaults may come from ``SLIPSTREAM_*`` environment variables; each option is
+declared once with :mod:`slipstream.options` (here: :data:`BUS_OPTIONS`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
 
 from slipstream.errors import ConfigError
-
-if TYPE_CHECKING:
-    from slipstream.bus.kafka_settings import KafkaClientSettings
+from slipstream.kafka_settings import KafkaClientSettings, add_kafka_arguments
+from slipstream.options import Option, Options, integer
 
 __all__ = [
+    "BUS_OPTIONS",
     "DEFAULT_PARTITIONS",
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
+    "EVENT_LOOPS",
     "FRAMES_TOPIC",
     "RAW_TOPIC",
     "BusConfig",
     "add_bus_arguments",
-    "env",
-    "env_int",
-    "env_number",
     "parse_host_port",
 ]
 
@@ -36,42 +32,12 @@ FRAMES_TOPIC = "slipstream.frames"
 EVENTS_TOPIC = "slipstream.events"
 DLQ_TOPIC = "slipstream.dlq"
 
-_T = TypeVar("_T")
+#: Event loops a serving process may run on (``auto``: uvloop when installed;
+#: :mod:`slipstream.loop` runs them).
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
 #: Partitions of the raw and frames topics when Slipstream creates them.
 DEFAULT_PARTITIONS = 8
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    """Value of ``SLIPSTREAM_<NAME>`` or ``default``."""
-    return os.environ.get(f"SLIPSTREAM_{name.upper()}", default)
-
-
-def env_number(name: str, default: float) -> float:
-    """Number in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
-
-    Raises:
-        ConfigError: The variable is set but is not a number.
-    """
-    return _env_parsed(name, default, float, "a number")
-
-
-def env_int(name: str, default: int) -> int:
-    """Integer in ``SLIPSTREAM_<NAME>``, or ``default`` when unset.
-
-    Raises:
-        ConfigError: The variable is set but is not an integer.
-    """
-    return _env_parsed(name, default, int, "an integer")
-
-
-def _env_parsed(name: str, default: _T, parse: Callable[[str], _T], kind: str) -> _T:
-    text = env(name)
-    if text is None:
-        return default
-    try:
-        return parse(text)
-    except ValueError:
-        raise ConfigError(f"SLIPSTREAM_{name.upper()} must be {kind}, got {text!r}") from None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -114,22 +80,24 @@ class BusConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BusConfig:
         """Build from the flags added by :func:`add_bus_arguments`."""
-        # Imported here: slipstream.bus imports this module.
-        from slipstream.bus.kafka_settings import KafkaClientSettings
-
         client = KafkaClientSettings.from_args(args)
         kafka = client.servers if client is not None else None
-        return cls(kafka=kafka, partitions=args.partitions, kafka_client=client)
+        return BUS_OPTIONS.build(args, kafka=kafka, kafka_client=client)
+
+
+BUS_OPTIONS = Options(
+    BusConfig,
+    [
+        Option(
+            "partitions", "--partitions", "partitions of topics Slipstream creates",
+            parse=integer(minimum=1), env="PARTITIONS", metavar="N",
+        ),
+    ],
+)  # fmt: skip
 
 
 def add_bus_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """Add the Kafka client flags (``--kafka`` ...) and ``--partitions`` to a command."""
-    from slipstream.bus.kafka_settings import add_kafka_arguments
-
+    """Add the Kafka client flags (``--kafka`` ...; ``--kafka`` or its variable required if
+    ``required``) and ``--partitions`` to a command."""
     add_kafka_arguments(parser, required=required)
-    parser.add_argument(
-        "--partitions",
-        type=int,
-        default=int(env("PARTITIONS", str(DEFAULT_PARTITIONS)) or DEFAULT_PARTITIONS),
-        help=f"partitions of topics Slipstream creates (default {DEFAULT_PARTITIONS})",
-    )
+    BUS_OPTIONS.add_arguments(parser)

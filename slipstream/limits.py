@@ -20,8 +20,8 @@ import argparse
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from slipstream.config import env, env_int, env_number
 from slipstream.errors import ConfigError
+from slipstream.options import Option, Options, integer, number
 
 __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
@@ -29,6 +29,7 @@ __all__ = [
     "CLOSE_TOO_MANY_SUBSCRIPTIONS",
     "HTTP_FORBIDDEN_ORIGIN",
     "HTTP_TOO_MANY_REQUESTS",
+    "LIMITS_OPTIONS",
     "AddressBuckets",
     "AddressLimiter",
     "Breach",
@@ -255,15 +256,7 @@ class LimitsConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> LimitsConfig:
         """Build from the flags added by :func:`add_limits_arguments`."""
-        return cls(
-            max_connections_per_address=args.max_connections_per_address,
-            max_message_bytes=args.max_message_bytes,
-            message_rate_per_s=args.message_rate,
-            message_burst=args.message_burst,
-            max_subscriptions=args.max_subscriptions,
-            allowed_origins=tuple(args.allowed_origin or ("*",)),
-            limit_loopback=args.limit_loopback,
-        )
+        return LIMITS_OPTIONS.build(args)
 
     def origin_policy(self) -> OriginPolicy:
         """The origin policy of these limits."""
@@ -318,60 +311,60 @@ class ConnectionLimits:
         return None
 
 
+def _origin(raw: str) -> str:
+    origin = raw.strip()
+    if origin not in ("*", "null") and "://" not in origin:
+        raise ValueError("expected an origin like https://host[:port], or * for any")
+    return origin
+
+
+#: The abuse limits of a serving command (docs/security.md).
+LIMITS_OPTIONS = Options(
+    LimitsConfig,
+    [
+        Option(
+            "max_connections_per_address", "--max-connections-per-address",
+            "concurrent WebSocket connections plus held long-polls per client address; "
+            "HTTP 429 beyond",
+            parse=integer(minimum=1), env="MAX_CONNECTIONS_PER_ADDRESS", metavar="N",
+        ),
+        Option(
+            "max_message_bytes", "--max-message-bytes", "largest client message; close 1009 beyond",
+            parse=integer(minimum=256), env="MAX_MESSAGE_BYTES", metavar="BYTES",
+        ),
+        Option(
+            "message_rate_per_s", "--message-rate",
+            "client messages per second per connection, and long-polls per second per "
+            "address; close 4029 / HTTP 429 beyond the burst",
+            parse=number(positive=True), env="MESSAGE_RATE", metavar="PER_S",
+        ),
+        Option(
+            "message_burst", "--message-burst", "client messages that may come at once",
+            parse=integer(minimum=1), env="MESSAGE_BURST", metavar="N",
+        ),
+        Option(
+            "max_subscriptions", "--max-subscriptions",
+            "subscribe messages per connection in any minute; close 4030 beyond",
+            parse=integer(minimum=1), env="MAX_SUBSCRIPTIONS", metavar="N",
+        ),
+        Option(
+            "limit_loopback", "--limit-loopback",
+            "apply the per-address limits to 127.0.0.1 and ::1 too (by default local "
+            "clients such as a proxy on this host, load generators and tests are not counted)",
+            switch=True,
+        ),
+        Option(
+            "allowed_origins", "--allowed-origin",
+            "browser origin allowed to connect, e.g. https://fans.example.com (repeatable; "
+            "the variable takes them comma-separated). Requests without an Origin header "
+            "(non-browser clients) are always allowed; others get HTTP 403",
+            parse=_origin, env="ALLOWED_ORIGINS", metavar="ORIGIN", repeat=True,
+            default_text="any",
+        ),
+    ],
+)  # fmt: skip
+
+
 def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the abuse-limit flags to a serving command."""
-    d = LimitsConfig()
-    origins = env("ALLOWED_ORIGINS")
-    parser.add_argument(
-        "--max-connections-per-address",
-        type=int,
-        metavar="N",
-        default=env_int("MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address),
-        help="concurrent WebSocket connections plus held long-polls per client address; "
-        f"HTTP 429 beyond (default {d.max_connections_per_address})",
-    )
-    parser.add_argument(
-        "--max-message-bytes",
-        type=int,
-        metavar="BYTES",
-        default=env_int("MAX_MESSAGE_BYTES", d.max_message_bytes),
-        help=f"largest client message; close 1009 beyond (default {d.max_message_bytes})",
-    )
-    parser.add_argument(
-        "--message-rate",
-        type=float,
-        metavar="PER_S",
-        default=env_number("MESSAGE_RATE", d.message_rate_per_s),
-        help="client messages per second per connection, and long-polls per second per "
-        f"address; close 4029 / HTTP 429 beyond the burst (default {d.message_rate_per_s:g})",
-    )
-    parser.add_argument(
-        "--message-burst",
-        type=int,
-        metavar="N",
-        default=env_int("MESSAGE_BURST", d.message_burst),
-        help=f"client messages that may come at once (default {d.message_burst})",
-    )
-    parser.add_argument(
-        "--max-subscriptions",
-        type=int,
-        metavar="N",
-        default=env_int("MAX_SUBSCRIPTIONS", d.max_subscriptions),
-        help="subscribe messages per connection in any minute; close 4030 beyond "
-        f"(default {d.max_subscriptions})",
-    )
-    parser.add_argument(
-        "--limit-loopback",
-        action="store_true",
-        help="apply the per-address limits to 127.0.0.1 and ::1 too (by default local "
-        "clients such as a proxy on this host, load generators and tests are not counted)",
-    )
-    parser.add_argument(
-        "--allowed-origin",
-        action="append",
-        metavar="ORIGIN",
-        default=[o.strip() for o in origins.split(",") if o.strip()] if origins else None,
-        help="browser origin allowed to connect, e.g. https://fans.example.com (repeatable; "
-        "env SLIPSTREAM_ALLOWED_ORIGINS, comma-separated; default any). Requests without "
-        "an Origin header (non-browser clients) are always allowed; others get HTTP 403",
-    )
+    LIMITS_OPTIONS.add_arguments(parser)

@@ -13,12 +13,12 @@ import importlib.util
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from slipstream.config import EVENT_LOOPS
 from slipstream.errors import ConfigError
 
 __all__ = ["EVENT_LOOPS", "resolve", "run"]
 
 T = TypeVar("T")
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 def resolve(name: str) -> str:

@@ -8,7 +8,8 @@ Semantics follow Kafka's:
 
 * A topic has a fixed number of partitions; a record with a key goes to
   partition ``murmur2(key) & 0x7fffffff % partitions`` (Kafka's default
-  partitioner), so both buses put a car in the same partition.
+  partitioner, :mod:`slipstream.bus.partitioner`), so both buses put a car in
+  the same partition.
 * Offsets count from 0 per partition; a record's offset never changes.
 * ``send`` returns once the record is stored (acknowledged): what comes
   back is its position.
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
-from aiokafka.partitioner import murmur2
+from slipstream.bus.partitioner import partition_for
 
 __all__ = [
     "Bus",
@@ -72,13 +73,6 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp_ms: int
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of ``key`` among ``partitions`` partitions."""
-    if partitions <= 0:
-        raise ValueError("a topic needs at least one partition")
-    return (murmur2(key) & 0x7FFFFFFF) % partitions  # type: ignore[no-any-return]
 
 
 @runtime_checkable

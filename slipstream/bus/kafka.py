@@ -11,7 +11,7 @@ broker that does not answer within ``BusConfig.connect_timeout_s`` as
 :class:`~slipstream.errors.BusUnreachableError` naming the address and, per
 bootstrap server, the cause (:mod:`slipstream.bus.kafka_probe`).  TLS, SASL
 and the client id come from ``BusConfig.kafka_client``
-(:mod:`slipstream.bus.kafka_settings`).
+(:mod:`slipstream.kafka_settings`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 from slipstream.bus.base import OffsetReset, partition_for
 from slipstream.bus.kafka_clients import KafkaConsumer, KafkaProducer, bus_error
 from slipstream.bus.kafka_probe import ServerProblem, diagnose
-from slipstream.bus.kafka_settings import KafkaClientSettings
 from slipstream.bus.names import check_topic_name
 from slipstream.config import BusConfig
 from slipstream.errors import BusError, BusUnreachableError
+from slipstream.kafka_settings import KafkaClientSettings
 
 __all__ = ["KafkaBus", "KafkaConsumer", "KafkaProducer", "KafkaSettings"]
 

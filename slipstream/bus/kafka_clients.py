@@ -2,14 +2,15 @@
 
 Thin wrappers over aiokafka's clients that speak the bus contract
 (:mod:`slipstream.bus.base`) and turn aiokafka errors into
-:class:`~slipstream.errors.BusError`.
+:class:`~slipstream.errors.BusError`.  They see their bus only through
+:class:`ClientOwner`, so this module does not import the bus that imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
@@ -23,12 +24,40 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 from slipstream.bus.base import Record, RecordPosition, TopicPartition
 from slipstream.errors import BusError
 
-if TYPE_CHECKING:
-    from slipstream.bus.kafka import KafkaBus
-
-__all__ = ["KafkaConsumer", "KafkaProducer", "bus_error"]
+__all__ = ["ClientOwner", "KafkaConsumer", "KafkaProducer", "bus_error"]
 
 _T = TypeVar("_T")
+
+
+class _Timeouts(Protocol):
+    @property
+    def request_timeout_ms(self) -> int: ...
+
+
+class ClientOwner(Protocol):
+    """What a client needs of the bus that made it (a :class:`~slipstream.bus.kafka.KafkaBus`)."""
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap ``HOST:PORT``, for error messages."""
+        ...
+
+    @property
+    def settings(self) -> _Timeouts:
+        """Client settings; ``request_timeout_ms`` bounds a request."""
+        ...
+
+    async def partition_of(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        """The partition a record goes to; checks that the topic and partition exist."""
+        ...
+
+    async def leave_group(self, group_id: str, member_id: str, node_id: int) -> None:
+        """Send LeaveGroup for a member (best effort)."""
+        ...
+
+    def forget(self, client: KafkaProducer | KafkaConsumer) -> None:
+        """Called by a client when it stops."""
+        ...
 
 
 def bus_error(what: str, exc: BaseException) -> BusError:
@@ -53,7 +82,7 @@ def _name(tp: TopicPartition) -> str:
 class KafkaProducer:
     """Producer of a :class:`~slipstream.bus.kafka.KafkaBus`: ``send`` waits for the acks."""
 
-    def __init__(self, bus: KafkaBus, producer: AIOKafkaProducer) -> None:
+    def __init__(self, bus: ClientOwner, producer: AIOKafkaProducer) -> None:
         self._bus = bus
         self._producer = producer
         self._closed = False
@@ -126,7 +155,7 @@ class KafkaProducer:
 class KafkaConsumer:
     """Consumer of a :class:`~slipstream.bus.kafka.KafkaBus`; commits are explicit."""
 
-    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer, group_id: str | None) -> None:
+    def __init__(self, bus: ClientOwner, consumer: AIOKafkaConsumer, group_id: str | None) -> None:
         self._bus = bus
         self._consumer = consumer
         self.group_id = group_id

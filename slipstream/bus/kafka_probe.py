@@ -21,8 +21,8 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from slipstream.bus.kafka_settings import KafkaClientSettings
 from slipstream.config import parse_host_port
+from slipstream.kafka_settings import KafkaClientSettings
 
 __all__ = ["ServerProblem", "diagnose", "explain"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["check_topic_name"]
+__all__ = ["check_topic_name", "topic_name"]
 
 _LEGAL = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -22,3 +22,16 @@ def check_topic_name(topic: str) -> None:
             f"invalid topic name {topic!r}: use 1 to 249 of the characters "
             "A-Z a-z 0-9 . _ - (Kafka's rule)"
         )
+
+
+def topic_name(raw: str) -> str:
+    """Parser of a topic-name option: ``raw`` when Kafka accepts it.
+
+    Raises:
+        ValueError: Kafka would refuse the name.
+    """
+    try:
+        check_topic_name(raw)
+    except ValueError:
+        raise ValueError("expected a topic name of 1 to 249 of A-Z a-z 0-9 . _ -") from None
+    return raw

@@ -1,10 +1,8 @@
-"""Fault-injection tools: a cuttable TCP proxy, service processes.
+"""Fault-injection tools: service processes, memory readings.
 
-* :class:`CutProxy` forwards loopback TCP connections to an upstream port and
-  can *cut* them: abort every open connection and refuse new ones until
-  :meth:`CutProxy.restore` (a network failure, as both peers see it).
-  In front of ``TansuBroker(advertised_port=proxy_port)`` every Kafka client
-  goes through the proxy, and an outage of the proxy is an outage of the broker.
+(The TCP fault proxy the fault tests put between the processes is
+``tests/support/proxy.py``.)
+
 * :class:`Service` runs one ``python -m slipstream ...`` process with its log
   in a file, waits for it, kills it with ``SIGKILL`` or stops it with
   ``SIGTERM``, and reads its resident memory from ``/proc``.
@@ -21,7 +19,6 @@ Hierarchy::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -41,7 +38,6 @@ from slipstream.testing.broker import (
 )
 
 __all__ = [
-    "CutProxy",
     "FaultToolError",
     "Service",
     "rss_bytes",
@@ -50,134 +46,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 65536
-
 
 class FaultToolError(SlipstreamError):
     """A helper process exited early or never became ready."""
-
-
-class CutProxy:
-    """A loopback TCP proxy on a free port that can cut every connection.
-
-    Args:
-        upstream_port: Port on 127.0.0.1 to forward to.
-        port: Port to listen on (0: a free one).
-
-    Use as ``async with CutProxy(port) as proxy: ... proxy.cut() ... proxy.restore()``.
-    """
-
-    def __init__(self, upstream_port: int, port: int = 0) -> None:
-        if not 0 < upstream_port < 65536:
-            raise ValueError(f"upstream_port must be in 1..65535, got {upstream_port}")
-        self.upstream_port = upstream_port
-        self._requested_port = port
-        self.is_cut = False
-        #: Connections accepted, refused while cut, and aborted by :meth:`cut`.
-        self.accepted = 0
-        self.refused = 0
-        self.aborted = 0
-        self._server: asyncio.Server | None = None
-        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        """The port the proxy listens on."""
-        if self._server is None:
-            raise FaultToolError("the proxy is not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    @property
-    def open_connections(self) -> int:
-        """Proxied connections open now."""
-        return len(self._pairs)
-
-    async def start(self) -> None:
-        """Listen on 127.0.0.1."""
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", self._requested_port, backlog=4096, reuse_address=True
-        )
-
-    async def stop(self) -> None:
-        """Stop listening and abort every connection."""
-        if self._server is not None:
-            self._server.close()
-        self._abort_all()
-        # Aborted connections end their handlers; cancelling a handler instead
-        # makes asyncio log its CancelledError.
-        if self._tasks:
-            _, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
-            for task in pending:
-                task.cancel()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> CutProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def cut(self) -> int:
-        """Abort every open connection and refuse new ones; returns how many were open."""
-        self.is_cut = True
-        return self._abort_all()
-
-    def restore(self) -> None:
-        """Accept and forward connections again."""
-        self.is_cut = False
-
-    def _abort_all(self) -> int:
-        pairs = list(self._pairs)
-        for down, up in pairs:
-            down.transport.abort()
-            up.transport.abort()
-        self._pairs.clear()
-        self.aborted += len(pairs)
-        return len(pairs)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.is_cut:
-            self.refused += 1
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            self.refused += 1
-            writer.transport.abort()
-            return
-        if self.is_cut:  # cut while connecting upstream
-            self.refused += 1
-            writer.transport.abort()
-            up_writer.transport.abort()
-            return
-        self.accepted += 1
-        pair = (writer, up_writer)
-        self._pairs.add(pair)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-        finally:
-            self._tasks.discard(task)
-            self._pairs.discard(pair)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(_CHUNK_BYTES):
-                writer.write(data)
-                await writer.drain()
-        # One side ended: end both (the other pump then sees EOF or an error).
-        writer.transport.abort()
 
 
 def _end(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> None:

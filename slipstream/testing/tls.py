@@ -19,8 +19,8 @@ import tempfile
 import types
 from pathlib import Path
 
-from slipstream.cluster.nginx import ClusterError, wait_listening
 from slipstream.errors import SlipstreamError
+from slipstream.processes import StartError, wait_listening
 
 __all__ = ["StunnelError", "StunnelTls", "find_stunnel"]
 
@@ -100,7 +100,7 @@ class StunnelTls:
         )
         try:
             wait_listening("127.0.0.1", self.port, self.start_timeout_s, self._process)
-        except ClusterError as exc:
+        except StartError as exc:
             log = self.output()
             self.stop()
             raise StunnelError(f"stunnel did not start: {exc}; its log:\n{log}") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from slipstream.auth import AuthConfig, AuthError, TokenVerifier, mint_token
+from slipstream.auth import AuthConfig, AuthError, TokenVerifier, add_auth_arguments, mint_token
 from slipstream.errors import ConfigError
 from slipstream.keys import KeySet, generate_key_pair, hmac_key, load_private_key, load_public_key
 
@@ -88,17 +88,22 @@ def test_operator_tokens_carry_no_telemetry_and_fan_tokens_no_operator_scope() -
 
 def test_auth_config_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _, public, _ = generate_key_pair(tmp_path / "k")
+
+    def args() -> argparse.Namespace:  # variables are read when the flags are added
+        parser = argparse.ArgumentParser()
+        add_auth_arguments(parser)
+        return parser.parse_args(["--token-public-key", str(public)])
+
     monkeypatch.setenv("SLIPSTREAM_SECRET", NEW)
     monkeypatch.setenv("SLIPSTREAM_PREVIOUS_SECRETS", OLD)
-    args = argparse.Namespace(no_auth=False, token_public_key=[str(public)])
-    config = AuthConfig.from_args(args)
+    config = AuthConfig.from_args(args())
     assert config.enabled and OLD not in repr(config) and NEW not in repr(config)
     assert sorted(config.keys().kids) == sorted(
         [hmac_key(NEW).kid, hmac_key(OLD).kid, load_public_key(public).kid]
     )
     monkeypatch.delenv("SLIPSTREAM_SECRET")
     monkeypatch.delenv("SLIPSTREAM_PREVIOUS_SECRETS")
-    public_only = AuthConfig.from_args(args)
+    public_only = AuthConfig.from_args(args())
     assert public_only.enabled and public_only.keys().kids == [load_public_key(public).kid]
     with pytest.raises(ConfigError, match="32 bytes"):
         AuthConfig(secret=NEW, enabled=True, previous_secrets=("short",))

@@ -20,11 +20,11 @@ import msgpack
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 
-from slipstream.bench.adapter import Subscription, TickStamp
+from slipstream.app.bench.adapter import Subscription, TickStamp
 
 
 class FakeAdapter:
-    """The :class:`~slipstream.bench.adapter.WireAdapter` of the fake server."""
+    """The :class:`~slipstream.app.bench.adapter.WireAdapter` of the fake server."""
 
     subprotocols = ("test.v1",)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.cli import main
+from slipstream.app.cli import main
 
 KEYS = {
     "transport", "subscribers", "delivered_ratio", "latency_ms", "updates_per_s",

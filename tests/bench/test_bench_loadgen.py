@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from slipstream.bench.adapter import Subscription
-from slipstream.bench.generator import GeneratorSpec, generator_main, load_adapter
-from slipstream.bench.loadgen import LoadGenerator
+from slipstream.app.bench.adapter import Subscription
+from slipstream.app.bench.generator import GeneratorSpec, generator_main, load_adapter
+from slipstream.app.bench.loadgen import LoadGenerator
 from tests.bench.fakeserver import FakeAdapter, TickServer
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from broadcast.config import BroadcastConfig
 from broadcast.server import BroadcastServer
-from slipstream.bench.adapter import Subscription, TickStamp
-from slipstream.bench.loadgen import LoadGenerator
-from slipstream.bench.race import RaceFrames, simulate_race
-from slipstream.bench.slipstream_adapter import SlipstreamAdapter
+from slipstream.app.bench.adapter import Subscription, TickStamp
+from slipstream.app.bench.loadgen import LoadGenerator
+from slipstream.app.bench.race import RaceFrames, simulate_race
+from slipstream.app.bench.slipstream_adapter import SlipstreamAdapter
 from slipstream.bus import Producer
 from slipstream.bus.memory import MemoryBus
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slipstream.bench.race import RaceFrames, simulate_race
+from slipstream.app.bench.race import RaceFrames, simulate_race
 from slipstream.catalogue import CATALOGUE, MISSING
 
 

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slipstream.bench.plots import make_plots
-from slipstream.bench.report import goals, headline, machine, write_report
-from slipstream.bench.sweep import profile_summary
+from slipstream.app.bench.plots import make_plots
+from slipstream.app.bench.report import goals, headline, machine, write_report
+from slipstream.app.bench.sweep import profile_summary
 
 
 def _run(

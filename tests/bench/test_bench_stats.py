@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slipstream.bench.stats import (
+from slipstream.app.bench.stats import (
     Capacity,
     latency_ms,
     machine_busy_s,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from slipstream.bench import BenchError, sweep
-from slipstream.bench.fanout import FanoutConfig
-from slipstream.bench.stats import Capacity, meets
+from slipstream.app.bench import BenchError, sweep
+from slipstream.app.bench.fanout import FanoutConfig
+from slipstream.app.bench.stats import Capacity, meets
 
 SIZES = {"full": 1400.0, "sparse": 400.0, "vcdiff": 900.0}
 

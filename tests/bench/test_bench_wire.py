@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from slipstream.bench import WireError
-from slipstream.bench.wire import (
+from slipstream.app.bench import WireError
+from slipstream.app.bench.wire import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,

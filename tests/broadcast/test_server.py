@@ -21,7 +21,7 @@ from tests.broadcast.helpers import (
     wait_for_tick,
     ws_fans,
 )
-from tests.broadcast.proxy import Proxy
+from tests.support.proxy import FaultProxy
 
 CARS = [1, 7, 24, 48]
 SKIP = {3: {7}, 4: {7}, 11: {48}}
@@ -41,7 +41,7 @@ def is_state(state: str, transport: str | None = None) -> Callable[[object], boo
 async def test_resume_after_server_abort_and_client_drop_loses_nothing(
     any_bus: Bus, unique_topic: Callable[[str], str]
 ) -> None:
-    async with node(any_bus, unique_topic) as (server, feeder), Proxy(server.port) as proxy:
+    async with node(any_bus, unique_topic) as (server, feeder), FaultProxy(server.port) as proxy:
         await feeder.start_race()
         await feed(feeder, range(0, 5))
         # Slow to come back, so that the missed ticks are emitted meanwhile and replayed.
@@ -116,7 +116,7 @@ async def test_a_resume_past_the_ring_is_replayed_from_the_bus(
 ) -> None:
     async with (
         node(any_bus, unique_topic, replay_ticks=5, poll_hold_s=1.0) as (server, feeder),
-        Proxy(server.port) as proxy,
+        FaultProxy(server.port) as proxy,
     ):
         assert server.hub.history is not None
         server.hub.history.chunk_ticks = 4  # several chunks per resume
@@ -216,7 +216,7 @@ async def test_fallback_to_long_poll_behind_a_proxy_that_refuses_the_upgrade(
 ) -> None:
     async with (
         node(any_bus, unique_topic, poll_hold_s=1.0) as (server, feeder),
-        Proxy(server.port) as proxy,
+        FaultProxy(server.port) as proxy,
     ):
         proxy.strip_upgrade = True
         await feeder.start_race()

@@ -9,7 +9,7 @@ import pytest
 
 from slipstream.codecs import CODECS
 from tests.browser.conftest import Live, Pages, screenshot
-from tests.browser.proxy import CutProxy
+from tests.support.proxy import FaultProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -152,11 +152,11 @@ def assert_no_gap(ticks: list[list[Any]]) -> None:
 async def test_cut_connection_reconnects_and_resumes_without_a_gap(
     live: Live, pages: Pages
 ) -> None:
-    async with CutProxy(live.server.port) as proxy:
+    async with FaultProxy(live.server.port) as proxy:
         page = await pages.open(proxy.url + "/")
         await wait_rows(page)
         await page.wait_for_function("window.__slipstream?.ticks.length >= 5")
-        proxy.cut()
+        proxy.cut(hold=True)
         await page.wait_for_function(
             "document.getElementById('conn-text').textContent === 'reconnecting'"
         )
@@ -185,10 +185,10 @@ async def test_cut_connection_reconnects_and_resumes_without_a_gap(
 
 
 async def test_suspended_then_retry(live: Live, pages: Pages) -> None:
-    async with CutProxy(live.server.port) as proxy:
+    async with FaultProxy(live.server.port) as proxy:
         page = await pages.open(proxy.url + "/?suspend_s=1")
         await wait_rows(page)
-        proxy.cut()
+        proxy.cut(hold=True)
         await page.wait_for_function(
             "document.getElementById('conn-text').textContent === 'suspended'", timeout=20_000
         )

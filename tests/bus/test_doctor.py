@@ -9,8 +9,8 @@ import sys
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from slipstream.app.doctor import TopicInfo, check
 from slipstream.config import DLQ_TOPIC, EVENTS_TOPIC, FRAMES_TOPIC, RAW_TOPIC
-from slipstream.doctor import TopicInfo, check
 from slipstream.testing.broker import TansuBroker
 from tests.e2e.test_run import _env
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slipstream.app.bench.codecs import BenchConfig, simulated_race, synthetic_race
+from slipstream.app.bench.codecs_cli import register_bench
 from slipstream.catalogue import CATALOGUE
-from slipstream.codecs.bench import BenchConfig, simulated_race, synthetic_race
-from slipstream.codecs.cli import register_bench
 from slipstream.errors import ConfigError
 
 

@@ -14,9 +14,9 @@ import pytest
 import vcdiff_decoder
 from numpy.typing import NDArray
 
+from slipstream.app.bench.codecs import synthetic_race
 from slipstream.catalogue import CATALOGUE, MISSING
 from slipstream.codecs import CODECS, CodecError
-from slipstream.codecs.bench import synthetic_race
 from slipstream.codecs.vcdiff import to_planes
 
 XDELTA3 = shutil.which("xdelta3") or "/usr/bin/xdelta3"

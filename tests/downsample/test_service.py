@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from downsample.config import DownsampleConfig
-from downsample.service import OUTAGE_GRACE_FACTOR, DownsampleService
+from downsample.outage import OUTAGE_GRACE_FACTOR
+from downsample.service import DownsampleService
 from downsample.synthetic import synthetic_batches
 from ingest.dlq import decode_dead_letter
 from slipstream.bus import Bus

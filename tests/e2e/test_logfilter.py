@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from slipstream.cli import configure_logging
+from slipstream.app.cli import configure_logging
 from slipstream.logfilter import RepeatFilter
 
 

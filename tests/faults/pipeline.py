@@ -1,7 +1,7 @@
 """A whole Kafka pipeline of real processes for the fault tests, and the truth on its topics.
 
 :func:`kafka_pipeline` starts a Tansu broker of its own (optionally behind a
-:class:`~slipstream.testing.faults.CutProxy` that the broker advertises), then
+:class:`~slipstream.testing.faults.FaultProxy` that the broker advertises), then
 ``slipstream broadcast`` node(s), ``slipstream downsample`` and ``slipstream
 simulate`` as separate processes; everything is stopped on the way out, also on
 failure.  :func:`frames_truth` reads the frames topic back: every ``(race, car,
@@ -22,9 +22,10 @@ from slipstream.catalogue import CATALOGUE
 from slipstream.config import DLQ_TOPIC, FRAMES_TOPIC, RAW_TOPIC, BusConfig
 from slipstream.records import RawBatch, decode_frame, decode_raw
 from slipstream.testing.broker import TansuBroker, free_port
-from slipstream.testing.faults import CutProxy, Service
-from tests.faults.fans import FanFleet, digest
+from slipstream.testing.faults import Service
 from tests.faults.scale import scale
+from tests.support.fans import FanFleet, digest
+from tests.support.proxy import FaultProxy
 
 PARTITIONS = 4
 GROUPS = (1, 4)  # engine, tyres
@@ -37,7 +38,7 @@ class Pipeline:
     nodes: list[Service]
     downsample: Service
     simulate: Service
-    proxy: CutProxy | None = None
+    proxy: FaultProxy | None = None
     services: list[Service] = field(default_factory=list)
 
     def node_args(self, port: int, tick_wait_s: float, name: str) -> list[str]:
@@ -67,14 +68,14 @@ async def kafka_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Broker, ``nodes`` broadcast nodes, downsample and a simulated race (see module doc)."""
     s = scale()
-    proxy: CutProxy | None = None
+    proxy: FaultProxy | None = None
     async with contextlib.AsyncExitStack() as stack:
         proxy_port = free_port() if proxied else None
         broker = TansuBroker(advertised_port=proxy_port)
         broker.start()
         stack.callback(broker.stop)
         if proxy_port is not None:
-            proxy = CutProxy(broker.port, port=proxy_port)
+            proxy = FaultProxy(broker.port, port=proxy_port)
             await stack.enter_async_context(proxy)
         bootstrap = broker.bootstrap
         bus_args = ["--kafka", bootstrap, "--partitions", str(PARTITIONS)]

@@ -1,6 +1,6 @@
 """Fault 5: the broker is unreachable for ``broker_outage_s`` and comes back.
 
-The broker advertises a :class:`~slipstream.testing.faults.CutProxy`'s address,
+The broker advertises a :class:`~slipstream.testing.faults.FaultProxy`'s address,
 so every stage's every connection (bootstrap and partition leaders) runs
 through it.  The proxy aborts every connection and refuses new ones for the
 outage.  Then, with no restart:
@@ -23,7 +23,6 @@ import pytest
 from slipstream.catalogue import CATALOGUE
 from slipstream.records import TICK_NS
 from tests.downsample.reference import frames_reference
-from tests.faults.fans import FanFleet, digest
 from tests.faults.pipeline import (
     GROUPS,
     dead_letters,
@@ -33,6 +32,7 @@ from tests.faults.pipeline import (
     raw_batches,
 )
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet, digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -2,7 +2,7 @@
 
 The whole pipeline runs in one ``slipstream run`` process (simulator, downsample,
 node).  One reference fan is connected directly; ``cut_fans`` fans go through a
-:class:`~slipstream.testing.faults.CutProxy`.  After the two short cuts every fan
+:class:`~slipstream.testing.faults.FaultProxy`.  After the two short cuts every fan
 resumes with no gap and no duplicate, and every car-frame it holds equals the
 reference fan's; after the long cut each gets a ``resume_gap`` notice naming the
 missing ticks, then a keyframe, and nothing else is missing.
@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from slipstream.testing.broker import free_port
-from slipstream.testing.faults import CutProxy, Service
-from tests.faults.fans import FanFleet
+from slipstream.testing.faults import Service
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet
+from tests.support.proxy import FaultProxy
 
 GROUPS = (1, 4)  # engine, tyres
 
@@ -61,7 +62,7 @@ async def test_cuts_resume_without_gap_and_long_cut_is_reported() -> None:
         await reference.wait_all(reference.latest_tick() + 2, 1, 30)
         cars = tuple(sorted({car for (_, car, _) in reference.observations.values})[:2])
         async with (
-            CutProxy(port) as proxy,
+            FaultProxy(port) as proxy,
             FanFleet([("127.0.0.1", proxy.port)], s.cut_fans, cars, GROUPS) as fleet,
         ):
             await fleet.open(timeout_s=60)

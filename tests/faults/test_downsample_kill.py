@@ -21,7 +21,6 @@ import pytest
 from slipstream.catalogue import CATALOGUE
 from slipstream.records import TICK_NS
 from tests.downsample.reference import frames_reference
-from tests.faults.fans import FanFleet, digest
 from tests.faults.pipeline import (
     GROUPS,
     dead_letters,
@@ -31,6 +30,7 @@ from tests.faults.pipeline import (
     raw_batches,
 )
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet, digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 
 from slipstream.catalogue import CATALOGUE
-from tests.faults.fans import FanFleet, digest
+from tests.support.fans import FanFleet, digest
 
 GROUP = 1
 SIZE = CATALOGUE.groups[GROUP].size

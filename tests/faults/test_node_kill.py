@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.fans import FanFleet
 from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -17,9 +17,9 @@ import time
 import pytest
 
 from slipstream.testing.faults import rss_bytes, slope_per_s
-from tests.faults.fans import FanFleet
 from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline
 from tests.faults.scale import record, scale
+from tests.support.fans import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(3600)]
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from slipstream.testing.faults import CutProxy, rss_bytes, slope_per_s
+from slipstream.testing.faults import rss_bytes, slope_per_s
+from tests.support.proxy import FaultProxy
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -21,7 +22,7 @@ async def test_proxy_forwards_cuts_refuses_and_restores() -> None:
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     upstream = server.sockets[0].getsockname()[1]
     try:
-        async with CutProxy(upstream) as proxy, asyncio.timeout(10):
+        async with FaultProxy(upstream) as proxy, asyncio.timeout(10):
             reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
             writer.write(b"lap")
             assert await reader.readexactly(3) == b"lap"
@@ -53,4 +54,4 @@ def test_rss_of_this_process_and_a_slope() -> None:
     with pytest.raises(ValueError):
         slope_per_s([(1.0, 1.0)])
     with pytest.raises(ValueError):
-        CutProxy(0)
+        FaultProxy(0)

@@ -11,9 +11,9 @@ import pytest
 from downsample.synthetic import synthetic_batches
 from ingest.audit import Audit
 from ingest.dlq import decode_dead_letter
+from slipstream.app.cli import main
 from slipstream.bus import Bus
 from slipstream.bus.base import Record
-from slipstream.cli import main
 from slipstream.records import car_key, encode_raw
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker

@@ -6,10 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from slipstream.cluster import wait_listening
+from slipstream.app.cluster import wait_listening
 from slipstream.testing.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,44 +57,3 @@ def stop(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float = 10.0) 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-class Progress:
-    """Wakes a waiter once every one of ``total`` fans has reached a tick."""
-
-    def __init__(self, total: int, describe: Callable[[], str] | None = None) -> None:
-        self.total = total
-        self.describe = describe
-        self.target = -1
-        self.reached: set[int] = set()
-        self.event = asyncio.Event()
-
-    def aim(self, target: int, ticks: Sequence[int]) -> None:
-        """Wait for ``target`` now; ``ticks`` are the fans' current last ticks."""
-        self.target = target
-        self.reached = {i for i, tick in enumerate(ticks) if tick >= target}
-        self.event = asyncio.Event()
-        if len(self.reached) >= self.total:
-            self.event.set()
-
-    def seen(self, index: int, tick: int) -> None:
-        """Fan ``index`` has received ``tick``."""
-        if tick >= self.target and index not in self.reached:
-            self.reached.add(index)
-            if len(self.reached) >= self.total:
-                self.event.set()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Wait until every fan has reached the target."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self.event.wait()
-        except TimeoutError:
-            missing = self.total - len(self.reached)
-            raise AssertionError(
-                f"{missing} of {self.total} fans did not reach tick {self.target} "
-                f"within {timeout_s:g} s (waited {loop.time() - started:.1f} s)\n"
-                + (self.describe() if self.describe is not None else "")
-            ) from None

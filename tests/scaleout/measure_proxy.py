@@ -25,14 +25,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from slipstream.app.cluster import Nginx, NginxConfig
 from slipstream.bus import make_bus
-from slipstream.cluster import Nginx, NginxConfig
 from slipstream.config import BusConfig
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
-from tests.scaleout.fans import Fan
 from tests.scaleout.helpers import listening, start_node, stop
+from tests.support.fans import FanFleet, group_indices
 
 CARS = tuple(range(1, 41))
 RATE_HZ = 2
@@ -68,7 +68,7 @@ async def measure(
     await feeder.start_race()
     await feeder.tick(0)
     node, port = start_node(broker.bootstrap, frames, events, "measured")
-    fans: list[Fan] = []
+    fleet: FanFleet | None = None
     with tempfile.TemporaryDirectory() as prefix:
         config = NginxConfig(
             f"127.0.0.1:{free_port()}", (f"127.0.0.1:{port}",), prefix, worker_processes="1"
@@ -78,13 +78,13 @@ async def measure(
             await listening(port, node)
             nginx.start()
             assert nginx.process is not None
-            fans = [Fan("127.0.0.1", int(config.listen.split(":")[1]), cars, groups)
-                    for _ in range(fans_total)]  # fmt: skip
-            for fan in fans:
-                fan.start()
-            async with asyncio.timeout(120):
-                for fan in fans:
-                    await fan.subscribed.wait()
+            # No codec decode in the fans: the figures are the proxy's and the node's.
+            fleet = FanFleet(
+                [("127.0.0.1", int(config.listen.split(":")[1]))], fans_total,
+                tuple(cars) if cars else None, group_indices(groups) if groups else None,
+                decode=False, record_ticks=True,
+            )  # fmt: skip
+            await fleet.connect_all(120)
             workers = children(nginx.process.pid)
             bytes0 = ws_counter(port, "slipstream_bytes_sent_total")
             messages0 = ws_counter(port, "slipstream_messages_sent_total")
@@ -97,9 +97,10 @@ async def measure(
             size = (ws_counter(port, "slipstream_bytes_sent_total") - bytes0) / max(
                 1.0, ws_counter(port, "slipstream_messages_sent_total") - messages0
             )
-            delivered = sum(1 for fan in fans for tick in fan.ticks if tick >= 1)
+            delivered = sum(1 for fan in fleet.fans for tick in fan.ticks if tick >= 1)
         finally:
-            await asyncio.gather(*(fan.close() for fan in fans))
+            if fleet is not None:
+                await fleet.close()
             nginx.stop(fast=True)
             stop([node])
             await bus.stop()

@@ -15,8 +15,8 @@ from slipstream.records import Frame, car_key, encode_frame
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker
 from tests.broadcast.helpers import Feeder, frame_values
-from tests.scaleout.fans import Fan
-from tests.scaleout.helpers import Progress, listening, start_node, stop
+from tests.scaleout.helpers import listening, start_node, stop
+from tests.support.fans import FanFleet, group_indices
 
 pytestmark = pytest.mark.kafka
 
@@ -68,7 +68,11 @@ async def test_a_node_started_mid_race_serves_a_resume_from_before_its_start(
 
     feeding = asyncio.create_task(feed())
     cursors = [5, BEFORE - RING - 5, BEFORE - 3, -1]
-    fans = [Fan("127.0.0.1", port, [CARS[0]], ["timing", "tyres"]) for _ in cursors]
+    fleet = FanFleet(
+        [("127.0.0.1", port)], len(cursors), (CARS[0],), group_indices(["timing", "tyres"]),
+        record_ticks=True,
+    )  # fmt: skip
+    fans = fleet.fans
     try:
         await listening(port, node)
         # The first answer of the node already knows the race up to the node's start.
@@ -76,22 +80,18 @@ async def test_a_node_started_mid_race_serves_a_resume_from_before_its_start(
         assert health["race"] == "R-late"
         assert isinstance(health["tick"], int) and health["tick"] >= BEFORE - 1, health
 
-        progress = Progress(len(fans))
-        for i, (fan, cursor) in enumerate(zip(fans, cursors, strict=True)):
-            fan.race, fan.last_tick = "R-late", cursor
-            fan.on_tick = lambda f, i=i: progress.seen(i, f.last_tick)
-            fan.start()
-        progress.aim(next_tick + 4, [-1] * len(fans))
-        await progress.wait(30)
+        for fan, cursor in zip(fans, cursors, strict=True):
+            fan.cursor = ("R-late", cursor)
+        await fleet.connect_all(30)
+        await fleet.wait_all(next_tick + 4, 1, 30)
         feeding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feeding
         last = next_tick - 1
-        progress.aim(last, [f.last_tick for f in fans])
-        await progress.wait(15)
+        await fleet.wait_all(last, 1, 15)
     finally:
         feeding.cancel()
-        await asyncio.gather(*(fan.close() for fan in fans))
+        await fleet.close()
         stop([node])
     for fan, cursor in zip(fans, cursors, strict=True):
         assert fan.errors == [] and fan.notices == [], (cursor, fan.errors, fan.notices)

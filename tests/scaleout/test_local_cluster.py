@@ -10,10 +10,10 @@ import urllib.request
 
 import pytest
 
-from slipstream.cluster import find_nginx
+from slipstream.app.cluster import find_nginx
 from slipstream.testing.broker import TansuBroker
-from tests.scaleout.fans import Fan
-from tests.scaleout.helpers import ROOT, Progress
+from tests.scaleout.helpers import ROOT
+from tests.support.fans import FanFleet, group_indices
 
 pytestmark = [
     pytest.mark.kafka,
@@ -38,28 +38,27 @@ async def test_run_with_nodes_starts_a_deployment_behind_nginx(
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
-    fan: Fan | None = None
+    fleet: FanFleet | None = None
     try:
         async with asyncio.timeout(60):
             line = (await process.stdout.readline()).decode()
         assert "2 nodes" in line and "behind nginx on http://" in line, line
         url = line.rsplit(" on ", 1)[1].strip()
         host, port = url.removeprefix("http://").split(":")
-        progress = Progress(1)
-        fan = Fan(host, int(port), [1], ["timing"], on_tick=lambda f: progress.seen(0, f.last_tick))
-        fan.start()
-        progress.aim(3, [-1])
-        await progress.wait(60)
+        fleet = FanFleet([(host, int(port))], 1, (1,), group_indices(["timing"]), record_ticks=True)
+        await fleet.connect_all(60)
+        await fleet.wait_all(3, 1, 60)
         servers = {str((await asyncio.to_thread(healthz, url))["server"]) for _ in range(6)}
         assert servers == {"node-1", "node-2"}
     finally:
-        if fan is not None:
-            await fan.close()
+        if fleet is not None:
+            await fleet.close()
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             err = (await process.stderr.read()).decode()
             code = await process.wait()
     assert code == 0, err
-    assert fan.ticks == list(range(fan.ticks[0], fan.ticks[-1] + 1))
+    (fan,) = fleet.fans
+    assert fan.tick_problems(fan.ticks[0], fan.ticks[-1]) == [], fan.ticks
     assert "slipstream run: stopped" in err

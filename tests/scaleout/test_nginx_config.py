@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.cluster import (
+from slipstream.app.cluster import (
     Nginx,
     NginxConfig,
     find_nginx,
     proxy_read_timeout_s,
     render_nginx_config,
 )
-from slipstream.cluster.__main__ import main as print_config
+from slipstream.app.cluster.__main__ import main as print_config
 from slipstream.testing.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,14 +77,14 @@ def test_the_shipped_deploy_config_is_what_the_renderer_makes(
 ) -> None:
     assert print_config(DEPLOY_ARGS) == 0
     assert DEPLOY_CONF.read_text() == capsys.readouterr().out, (
-        "deploy/nginx/slipstream.conf is stale: regenerate it with "
-        f"python -m slipstream.cluster {' '.join(DEPLOY_ARGS)} > {DEPLOY_CONF.relative_to(ROOT)}"
+        "deploy/nginx/slipstream.conf is stale: regenerate it with python -m "
+        f"slipstream.app.cluster {' '.join(DEPLOY_ARGS)} > {DEPLOY_CONF.relative_to(ROOT)}"
     )
 
 
 def test_the_printer_refuses_bad_arguments() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "slipstream.cluster", "--listen", "x", "--node", "a:1",
+        [sys.executable, "-m", "slipstream.app.cluster", "--listen", "x", "--node", "a:1",
          "--prefix", "/tmp"],
         capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip

@@ -19,13 +19,13 @@ import aiohttp
 import msgpack
 import pytest
 
+from slipstream.app.cluster import Nginx, NginxConfig, find_nginx
 from slipstream.bus import Bus
-from slipstream.cluster import Nginx, NginxConfig, find_nginx
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
-from tests.scaleout.fans import Fan, describe
-from tests.scaleout.helpers import Progress, env_int, listening, start_node, stop
+from tests.scaleout.helpers import env_int, listening, start_node, stop
+from tests.support.fans import FanFleet, group_indices
 
 pytestmark = [
     pytest.mark.kafka,
@@ -51,7 +51,7 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
     node_a, port_a = start_node(kafka_broker.bootstrap, frames, events, "node-a")
     node_b, port_b = start_node(kafka_broker.bootstrap, frames, events, "node-b")
     nginx: Nginx | None = None
-    fans: list[Fan] = []
+    fleet: FanFleet | None = None
 
     def nginx_log() -> str:
         return nginx.error_log()[-1500:] if nginx is not None else ""
@@ -69,15 +69,14 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
         await asyncio.to_thread(nginx.start)
         port = int(config.listen.rpartition(":")[2])
 
-        progress = Progress(fans_total, lambda: f"{describe(fans)}\nnginx: {nginx_log()}")
-        for i in range(fans_total):
-            fan = Fan("127.0.0.1", port, [CARS[i % len(CARS)]], ["timing"],
-                      on_tick=lambda f, i=i: progress.seen(i, f.last_tick))  # fmt: skip
-            fans.append(fan)
-            fan.start()
-        async with asyncio.timeout(60):
-            for fan in fans:
-                await fan.subscribed.wait()
+        fleet = FanFleet(
+            [("127.0.0.1", port)], fans_total, None, group_indices(["timing"]),
+            record_ticks=True,
+        )  # fmt: skip
+        fans = fleet.fans
+        for i, fan in enumerate(fans):
+            fan.cars = (CARS[i % len(CARS)],)
+        await fleet.connect_all(60)
 
         next_tick = 5
 
@@ -89,8 +88,7 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
                 await asyncio.sleep(tick_s)  # the race's pace, not a wait for an event
 
         feeding = asyncio.create_task(feed())
-        progress.aim(next_tick + 3, [f.last_tick for f in fans])
-        await progress.wait(60)
+        await fleet.wait_all(next_tick + 3, 1, 60)
         on_a = [f for f in fans if f.servers[0] == "node-a"]
         on_b = [f for f in fans if f.servers[0] == "node-b"]
         assert on_a and on_b, f"nginx sent every fan to one node: {len(on_a)} / {len(on_b)}"
@@ -99,8 +97,7 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
         kill_started = time.monotonic()
         os.kill(node_a.pid, signal.SIGKILL)
         node_a.wait(10)
-        progress.aim(killed_at + 8, [-1] * fans_total)
-        await progress.wait(60)
+        await fleet.wait_all(killed_at + 8, 1, 60)
         resumed_s = time.monotonic() - kill_started
 
         feeding.cancel()
@@ -108,12 +105,14 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
             await feeding
         feeding = None
         last = next_tick - 1
-        progress.aim(last, [f.last_tick for f in fans])
-        await progress.wait(30)
+        await fleet.wait_all(last, 1, 30)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\nnginx: {nginx_log()}") from None
     finally:
         if feeding is not None:
             feeding.cancel()
-        await asyncio.gather(*(fan.close() for fan in fans))
+        if fleet is not None:
+            await fleet.close()
         if nginx is not None:
             nginx.stop(fast=True)
         stop([node_a, node_b])
@@ -125,11 +124,12 @@ async def test_fans_behind_nginx_resume_on_the_surviving_node_without_a_gap(
     problems: Counter[str] = Counter()
     for fan in on_a:
         assert fan.servers[-1] == "node-b", fan.servers
-        assert fan.connections >= 2
+        assert fan.connects >= 2
     for fan in fans:
-        problems.update(fan.gaps(fan.ticks[0], last))
+        problems.update(fan.tick_problems(fan.ticks[0], last))
         problems.update(f"error {e}" for e in fan.errors)
-        problems.update(f"notice {n}" for n in fan.notices)
+        problems.update(f"notice {n.get('code')}" for n in fan.notices)
+    assert fleet.summary()["mismatches"] == 0
     assert not problems, problems.most_common(5)
 
 

@@ -14,11 +14,12 @@ from collections import Counter
 
 import pytest
 
-from slipstream.cluster import find_nginx
-from slipstream.cluster.local import Backoff
+from slipstream.app.cluster import find_nginx
+from slipstream.app.cluster.local import Backoff
+from slipstream.catalogue import CATALOGUE
 from slipstream.testing.broker import TansuBroker
-from tests.scaleout.fans import Fan, describe
-from tests.scaleout.helpers import ROOT, Progress
+from tests.scaleout.helpers import ROOT
+from tests.support.fans import FanFleet
 
 FANS = 20
 
@@ -98,29 +99,26 @@ async def test_killed_node_is_restarted_while_fans_resume_on_the_other(
     )  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
     out, err = Lines(process.stdout), Lines(process.stderr)
-    fans: list[Fan] = []
+    timing = tuple(g.index for g in CATALOGUE.resolve_groups(["timing"]))
+    fleet: FanFleet | None = None
     try:
         banner = await out.wait_for(r"2 nodes \((\S+), (\S+)\) behind nginx on (http://\S+)", 60)
         node_1, url = banner.group(1), banner.group(3)
         pid_1 = int((await out.wait_for(r"node-1 pid (\d+)", 5)).group(1))
         host, port = url.removeprefix("http://").split(":")
-        progress = Progress(FANS, lambda: describe(fans))
-        for i in range(FANS):
-            fan = Fan(host, int(port), None, ["timing"],  # every car
-                      on_tick=lambda f, i=i: progress.seen(i, f.last_tick))  # fmt: skip
-            fans.append(fan)
-            fan.start()
-        progress.aim(3, [-1] * FANS)
-        await progress.wait(60)
+        # Every car, the timing group; every tick each fan receives is kept.
+        fleet = FanFleet([(host, int(port))], FANS, None, timing, record_ticks=True, spread=False)
+        fans = fleet.fans
+        await fleet.connect_all(60)
+        await fleet.wait_all(3, 1, 60)
         on_1 = [fan for fan in fans if fan.servers[0] == "node-1"]
         assert on_1 and len(on_1) < FANS, Counter(fan.servers[0] for fan in fans)
 
-        killed_at = max(fan.last_tick for fan in fans)
+        killed_at = fleet.latest_tick()
         os.kill(pid_1, signal.SIGKILL)
         await err.wait_for(rf"broadcast-1 \(pid {pid_1}\) exited with code -9", 10)
         # The others keep serving: every fan gets past the kill, node-1's on node-2.
-        progress.aim(killed_at + 8, [-1] * FANS)
-        await progress.wait(60)
+        await fleet.wait_all(killed_at + 8, 1, 60)
         restarted = await err.wait_for(r"broadcast-1 restarted \(pid (\d+), restart 1\)", 30)
         assert int(restarted.group(1)) != pid_1
 
@@ -129,12 +127,12 @@ async def test_killed_node_is_restarted_while_fans_resume_on_the_other(
         # fail_timeout (5 s) has passed since it was found down.
         await served_by(f"http://{node_1}", "node-1", 60)
         await served_by(url, "node-1", 30)
-        last = max(fan.last_tick for fan in fans)
-        progress.aim(last, [fan.last_tick for fan in fans])
-        await progress.wait(30)
+        last = fleet.latest_tick()
+        await fleet.wait_all(last, 1, 30)
         assert process.returncode is None, "slipstream run stopped after losing a node"
     finally:
-        await asyncio.gather(*(fan.close() for fan in fans))
+        if fleet is not None:
+            await fleet.close()
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
@@ -145,8 +143,8 @@ async def test_killed_node_is_restarted_while_fans_resume_on_the_other(
     assert "slipstream run: stopped" in err.lines
     problems: Counter[str] = Counter()
     for fan in fans:
-        problems.update(fan.gaps(fan.ticks[0], last))
+        problems.update(fan.tick_problems(fan.ticks[0], last))
         problems.update(f"error {e}" for e in fan.errors)
     assert not problems, problems.most_common(5)
     for fan in on_1:
-        assert fan.servers[-1] == "node-2" and fan.connections >= 2, fan.servers
+        assert fan.servers[-1] == "node-2" and fan.connects >= 2, fan.servers

@@ -22,8 +22,8 @@ from slipstream.bus import Bus
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
-from tests.scaleout.fans import Fan
-from tests.scaleout.helpers import ROOT, Progress
+from tests.scaleout.helpers import ROOT
+from tests.support.fans import FanFleet, group_indices
 
 pytestmark = pytest.mark.kafka
 
@@ -88,7 +88,10 @@ async def test_two_workers_share_a_port_and_a_killed_one_is_replaced(
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     log = LogWatcher(parent)
-    fans = [Fan("127.0.0.1", port, [CARS[i % 3]], ["timing"]) for i in range(20)]
+    fleet = FanFleet([("127.0.0.1", port)], 20, None, group_indices(["timing"]), record_ticks=True)
+    fans = fleet.fans
+    for i, fan in enumerate(fans):
+        fan.cars = (CARS[i % 3],)
     next_tick = 3
     try:
         await log.wait_for("serving", 2, timeout_s=60)
@@ -96,10 +99,7 @@ async def test_two_workers_share_a_port_and_a_killed_one_is_replaced(
             "pool-w1",
             "pool-w2",
         }
-        progress = Progress(len(fans))
-        for i, fan in enumerate(fans):
-            fan.on_tick = lambda f, i=i: progress.seen(i, f.last_tick)
-            fan.start()
+        await fleet.connect_all(30)
 
         async def advance(ticks: int) -> None:
             nonlocal next_tick
@@ -107,8 +107,7 @@ async def test_two_workers_share_a_port_and_a_killed_one_is_replaced(
                 await feeder.tick(next_tick)
                 next_tick += 1
                 await asyncio.sleep(0.1)  # the race's pace, not a wait for an event
-            progress.aim(next_tick - 1, [f.last_tick for f in fans])
-            await progress.wait(30)
+            await fleet.wait_all(next_tick - 1, 1, 30)
 
         await advance(3)
         on = {f.servers[0] for f in fans}
@@ -121,16 +120,17 @@ async def test_two_workers_share_a_port_and_a_killed_one_is_replaced(
         await log.wait_for("serving", 3, timeout_s=30)
         assert victim not in workers_of(parent.pid) and len(workers_of(parent.pid)) == 2
     finally:
-        await asyncio.gather(*(fan.close() for fan in fans))
+        await fleet.close()
         if parent.returncode is None:
             parent.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             code = await parent.wait()
             await log.task
     assert code == 0, "\n".join(log.lines[-20:])
-    moved = [f for f in fans if f.connections > 1]
+    moved = [f for f in fans if f.connects > 1]
     assert moved, "no fan was on the killed worker"
     for fan in fans:
-        assert fan.gaps(fan.ticks[0], next_tick - 1) == [], fan.ticks
+        assert fan.tick_problems(fan.ticks[0], next_tick - 1) == [], fan.ticks
+        assert fan.duplicates == 0 and fan.bad_bases == 0
         assert fan.notices == [] and fan.errors == []
     print(f"{len(moved)} of {len(fans)} fans moved to the other worker without a gap")

@@ -22,12 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from slipstream.bus import Bus
+from slipstream.catalogue import CATALOGUE
 from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
-from tests.scaleout.fans import Fan
-from tests.scaleout.helpers import ROOT, Progress
+from tests.scaleout.helpers import ROOT
 from tests.scaleout.test_workers import LogWatcher, workers_of
+from tests.support.fans import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -90,9 +91,12 @@ async def test_one_scrape_shows_the_whole_node(kafka_broker: TansuBroker, kafka_
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     log = LogWatcher(parent)
-    fans = [Fan("127.0.0.1", port, [CARS[i % 3]], ["timing"]) for i in range(FANS)]
+    timing = tuple(g.index for g in CATALOGUE.resolve_groups(["timing"]))
+    fleet = FanFleet([("127.0.0.1", port)], FANS, None, timing, spread=False)
+    fans = fleet.fans
+    for i, fan in enumerate(fans):
+        fan.cars = (CARS[i % 3],)
     next_tick = 0
-    progress = Progress(len(fans))
 
     async def advance(ticks: int) -> None:
         nonlocal next_tick
@@ -100,14 +104,11 @@ async def test_one_scrape_shows_the_whole_node(kafka_broker: TansuBroker, kafka_
             await feeder.tick(next_tick)
             next_tick += 1
             await asyncio.sleep(0.1)  # the race's pace, not a wait for an event
-        progress.aim(next_tick - 1, [f.last_tick for f in fans])
-        await progress.wait(30)
+        await fleet.wait_all(next_tick - 1, 1, 30)
 
     try:
         await log.wait_for("serving", 2, timeout_s=60)
-        for i, fan in enumerate(fans):
-            fan.on_tick = lambda f, i=i: progress.seen(i, f.last_tick)
-            fan.start()
+        await fleet.connect_all(60)
         await advance(5)
         assert {f.servers[0] for f in fans} == {"pool-w1", "pool-w2"}
         first = await settled(port, "slipstream_subscribers", FANS)
@@ -135,7 +136,7 @@ async def test_one_scrape_shows_the_whole_node(kafka_broker: TansuBroker, kafka_
         pids = {dict(k)["pid"] for k in (await asyncio.to_thread(scrape, port))["process_open_fds"]}
         assert str(victim) not in pids and len(pids) == 2
     finally:
-        await asyncio.gather(*(fan.close() for fan in fans))
+        await fleet.close()
         if parent.returncode is None:
             parent.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):

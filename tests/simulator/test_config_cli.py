@@ -12,8 +12,9 @@ import pytest
 from simulator.config import SimulatorConfig, add_simulator_arguments
 from simulator.errors import RecordingError
 from simulator.faults import FaultInjector
-from simulator.recording import MAGIC, RecordReader, RecordWriter
-from slipstream.cli import main
+from simulator.recording import MAGIC
+from simulator.recording_file import RecordReader, RecordWriter
+from slipstream.app.cli import main
 from slipstream.config import EVENTS_TOPIC
 from slipstream.errors import ConfigError
 from slipstream.records import RecordError, decode_raw

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from simulator.config import SimulatorConfig
-from simulator.recording import RecordReader, RecordWriter
+from simulator.recording_file import RecordReader, RecordWriter
 from simulator.replay import ReplayService
 from simulator.service import SimulatorService
 from slipstream.bus import Bus, MemoryBus, Record

@@ -7,9 +7,9 @@ from typing import cast
 
 from broadcast.config import BroadcastConfig
 from broadcast.server import BroadcastServer
-from slipstream.bench.adapter import Subscription, WireAdapter
-from slipstream.bench.loadgen import LoadGenerator
-from slipstream.bench.race import simulate_race
+from slipstream.app.bench.adapter import Subscription, WireAdapter
+from slipstream.app.bench.loadgen import LoadGenerator
+from slipstream.app.bench.race import simulate_race
 from slipstream.bus.memory import MemoryBus
 from slipstream.config import EVENTS_TOPIC
 from slipstream.records import encode_event

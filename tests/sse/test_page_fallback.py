@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.broadcast.proxy import Proxy
 from tests.browser.conftest import Live, Pages
-from tests.sse.proxy import BufferingProxy
+from tests.support.proxy import FaultProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -53,7 +52,7 @@ async def test_page_streams_over_sse_when_the_upgrade_is_refused(
     live: Live,
     pages: Pages,
 ) -> None:
-    async with Proxy(live.server.port) as proxy:
+    async with FaultProxy(live.server.port) as proxy:
         proxy.strip_upgrade = True
         page = await pages.open(proxy.url + "/")
         await wait_transport(page, "sse")
@@ -81,7 +80,7 @@ async def test_page_long_polls_behind_a_buffering_proxy(
     live: Live,
     pages: Pages,
 ) -> None:
-    async with BufferingProxy(live.server.port, cut_after_s=1.0) as proxy:
+    async with FaultProxy(live.server.port, buffer_responses=True, cut_after_s=1.0) as proxy:
         proxy.strip_upgrade = True
         page = await pages.open(proxy.url + "/")
         await wait_transport(page, "poll")

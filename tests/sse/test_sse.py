@@ -26,8 +26,7 @@ from tests.broadcast.helpers import (
     same_frames,
     wait_for_tick,
 )
-from tests.broadcast.proxy import Proxy
-from tests.sse.proxy import BufferingProxy
+from tests.support.proxy import FaultProxy
 
 CARS = [1, 7, 24, 48]
 SKIP = {3: {7}, 4: {7}, 11: {48}}
@@ -187,7 +186,7 @@ async def test_subscribe_post_changes_the_stream_and_unknown_streams_are_404() -
 
 
 async def test_client_settles_on_sse_when_upgrade_is_refused_and_climbs_back() -> None:
-    async with node(MemoryBus()) as (server, feeder), Proxy(server.port) as proxy:
+    async with node(MemoryBus()) as (server, feeder), FaultProxy(server.port) as proxy:
         proxy.strip_upgrade = True
         await feeder.start_race()
         await feed(feeder, range(0, 4))
@@ -225,7 +224,7 @@ async def test_client_settles_on_sse_when_upgrade_is_refused_and_climbs_back() -
 async def test_client_settles_on_long_poll_behind_a_buffering_proxy() -> None:
     async with (
         node(MemoryBus(), poll_hold_s=0.5) as (server, feeder),
-        BufferingProxy(server.port, cut_after_s=0.3) as proxy,
+        FaultProxy(server.port, buffer_responses=True, cut_after_s=0.3) as proxy,
     ):
         proxy.strip_upgrade = True
         await feeder.start_race()
