@@ -73,11 +73,16 @@ class NoticeItem:
 
 @dataclass(frozen=True, slots=True)
 class StateItem:
-    """Connection state: ``connected``, ``reconnecting`` or ``suspended``."""
+    """Connection state: ``connected``, ``reconnecting`` or ``suspended``.
+
+    ``refused`` is true when the node refused (a bad, missing or expired token, a
+    subscription out of scope): the client makes no further attempt on its own.
+    """
 
     state: str
     transport: str
     detail: str = ""
+    refused: bool = False
 
 
 Item = FrameItem | EventItem | NoticeItem | StateItem

@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "ingest.cli",
     "downsample.cli",
     "broadcast.cli",
+    "slipstream.client.cli",
+    "slipstream.export_cli",
     "slipstream.codecs.cli",
     "slipstream.auth_cli",
     "slipstream.doctor",

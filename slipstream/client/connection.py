@@ -1,10 +1,16 @@
-"""The Python client: ``async for item in Client(url, ...)``.
+"""The asyncio client: ``async with Client(url, ...) as c: async for item in c``.
 
 Items are :class:`~broadcast.decoder.FrameItem` (one car at one tick, values
 in channel units), :class:`~broadcast.decoder.EventItem`,
 :class:`~broadcast.decoder.NoticeItem` and, for connection state,
 :class:`~broadcast.decoder.StateItem` (``connected``, ``reconnecting``,
 ``suspended``).
+
+A refusal (close 4001/4003/4004 at any point, the hello included, or HTTP
+401/403 on any transport) ends the retries: the client reports ``suspended``
+with the node's reason (:attr:`Client.refusal`) and makes no further attempt
+until the app calls :meth:`Client.set_token` (or :meth:`Client.subscribe`);
+:meth:`Client.close` ends the iterator.
 
 The client keeps a cursor (race, last tick applied) and resumes from it on
 every reconnect, with jittered exponential backoff.  With ``transport="auto"``
@@ -16,12 +22,12 @@ to the WebSocket every ``ws_retry_s`` while on a lesser transport.
 
 Example::
 
-    client = Client("http://127.0.0.1:8000", cars=[24, 48], groups=["tyres"])
-    async for item in client:
-        if isinstance(item, FrameItem):
-            print(item.tick, item.car, item.values["tyre_temp_lf_middle"])
-        elif isinstance(item, StateItem):
-            print("connection", item.state, "via", item.transport)
+    async with Client("http://127.0.0.1:8000", cars=[24, 48], groups=["tyres"]) as client:
+        async for item in client:
+            if isinstance(item, FrameItem):
+                print(item.tick, item.car, item.values["tyre_temp_lf_middle"])
+            elif isinstance(item, StateItem):
+                print("connection", item.state, "via", item.transport)
 
 Resume later from where it was: ``Client(url, ..., cursor=client.cursor)``.
 See docs/protocol.md for the wire protocol.
@@ -43,7 +49,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from broadcast.decoder import EventItem, FrameItem, Item, NoticeItem, StateItem, StreamDecoder
+from broadcast.decoder import Item, NoticeItem, StateItem, StreamDecoder
 from broadcast.protocol import SUBPROTOCOL, BroadcastError, Cursor, ProtocolError
 from broadcast.transports import (
     FATAL_CLOSE_CODES,
@@ -54,7 +60,7 @@ from broadcast.transports import (
     node_urls,
 )
 
-__all__ = ["Client", "ClientError", "EventItem", "FrameItem", "Item", "NoticeItem", "StateItem"]
+__all__ = ["Client", "ClientError"]
 
 logger = logging.getLogger(__name__)
 TRANSPORTS = ("auto", "ws", "sse", "poll")
@@ -64,15 +70,11 @@ class ClientError(BroadcastError):
     """The node refused the subscription or the token; retrying as is cannot help."""
 
 
-async def _until_closed(ws: ClientConnection) -> AsyncIterator[str | bytes]:
-    """The connection's messages; a close that retrying cannot fix raises ClientError."""
-    try:
-        async for data in ws:
-            yield data
-    except ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
-            raise ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}") from None
-        raise
+def _refusal(exc: ConnectionClosed) -> ClientError | None:
+    """The refusal a close stands for (4001/4003/4004), or None when retrying may help."""
+    if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
+        return ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}")
+    return None
 
 
 class Client:
@@ -135,6 +137,9 @@ class Client:
         self._poll_keyframe = False
         self._closed = False
         self._acked = asyncio.Event()
+        self._wake = asyncio.Event()
+        #: The node's reason for refusing (None unless ``suspended`` by a refusal).
+        self.refusal: str | None = None
 
     @property
     def cursor(self) -> Cursor | None:
@@ -149,9 +154,21 @@ class Client:
     def __aiter__(self) -> AsyncIterator[Item]:
         return self._run()
 
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from the next connection; a client suspended by a refusal retries."""
+        self.token = token
+        self._wake.set()
+
     async def close(self) -> None:
-        """Stop; the iterator ends."""
+        """Stop, telling the node (a WebSocket close 1000); the iterator ends."""
         self._closed = True
+        self._wake.set()
         if self._ws is not None:
             await self._ws.close()
         if self._sse_response is not None:
@@ -179,6 +196,7 @@ class Client:
         self.cars = list(cars) if cars is not None else None
         self.groups = list(groups) if groups is not None else None
         self.codec = codec or self.codec
+        self._wake.set()  # a client suspended by a refusal tries the new subscription
         if self._ws is not None and self._mode == "ws":
             self._acked.clear()
             await self._ws.send(json.dumps(self._subscription(resume=False)))
@@ -245,8 +263,20 @@ class Client:
             except TryWebSocket:
                 self._mode = "ws"
                 continue
-            except ClientError:
-                raise
+            except ClientError as exc:
+                if self._closed:
+                    return
+                # Retrying as is cannot help: wait for a new token (or subscription).
+                self.refusal = str(exc)
+                logger.warning("the node refused: %s; suspended", exc)
+                self._wake.clear()
+                yield StateItem("suspended", self._mode, self.refusal, refused=True)
+                await self._wake.wait()
+                self.refusal = None
+                attempt, failing_since = 0, None
+                if self.transport == "auto":
+                    self._mode = "ws"
+                continue
             except (
                 OSError,
                 ConnectionClosed,
@@ -302,24 +332,34 @@ class Client:
             raise UpgradeRefused(str(exc)) from exc
         self._ws = ws
         try:
-            self.decoder.feed(await ws.recv(decode=False))
-            await ws.send(json.dumps(self._subscription(resume=True)))
-            yield StateItem("connected", "ws")
-            asked = False
-            async for data in _until_closed(ws):
-                if isinstance(data, str):
-                    continue
-                acks = self.decoder.acks
-                items = self._items(data)
-                if self.decoder.acks != acks:
-                    self._acked.set()
-                for item in items:
-                    yield item
-                if self.decoder.needs_keyframe and not asked:
-                    await ws.send('{"op": "keyframe"}')
-                    asked = True
-                elif not self.decoder.needs_keyframe:
-                    asked = False
+            # A refusal may come at any point, before the hello included.
+            try:
+                self.decoder.feed(await ws.recv(decode=False))
+                await ws.send(json.dumps(self._subscription(resume=True)))
+                yield StateItem("connected", "ws")
+                asked = False
+                async for data in ws:
+                    if isinstance(data, str):
+                        continue
+                    acks = self.decoder.acks
+                    items = self._items(data)
+                    if self.decoder.acks != acks:
+                        self._acked.set()
+                    for item in items:
+                        yield item
+                    if self.decoder.needs_keyframe and not asked:
+                        await ws.send('{"op": "keyframe"}')
+                        asked = True
+                    elif not self.decoder.needs_keyframe:
+                        asked = False
+            except ConnectionClosed as exc:
+                refusal = _refusal(exc)
+                if refusal is not None:
+                    raise refusal from None
+                raise
+            # The iterator ends without an exception on a normal close (1000/1001).
+            if ws.close_code in FATAL_CLOSE_CODES:
+                raise ClientError(f"closed by the node: {ws.close_code} {ws.close_reason}")
         finally:
             self._ws = None
             await ws.close()

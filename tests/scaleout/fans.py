@@ -163,7 +163,7 @@ class Fan:
             if not self._closing:
                 # Back off before reconnecting: at once-ish after a working
                 # connection, longer after each failed upgrade.
-                # Jittered, like broadcast.client.Client: no synchronised reconnect storms.
+                # Jittered, like slipstream.client.Client: no synchronised reconnect storms.
                 await asyncio.sleep(delay_s * self._jitter.uniform(0.5, 1.5))
                 delay_s = 0.05 if conn.reader is not None else min(1.0, delay_s * 2)
 
