@@ -101,6 +101,8 @@ class StreamDecoder:
         cursor: Race and last tick fully applied (None before the first tick).
         needs_keyframe: A delta did not match the state; ask for a keyframe.
         hello: The last hello received.
+        closed: (code, reason) of an event stream's last message, ``close``
+            (where a WebSocket would have had a close frame); None before it.
         errors: Server ``error`` messages received (code, message).
         last_subscribed: The last ``subscribed`` acknowledgement.
         acks: ``subscribed`` acknowledgements received.
@@ -110,6 +112,7 @@ class StreamDecoder:
         self.cursor: Cursor | None = None
         self.needs_keyframe = False
         self.hello: dict[str, Any] | None = None
+        self.closed: tuple[int, str] | None = None
         self.errors: list[tuple[str, str]] = []
         self.last_subscribed: dict[str, Any] | None = None
         self.acks = 0
@@ -148,6 +151,9 @@ class StreamDecoder:
             ]
         if kind == "hello":
             self.hello = msg
+            self.closed = None
+        elif kind == "close":
+            self.closed = (int(msg.get("code", 0)), str(msg.get("reason", "")))
         elif kind == "subscribed":
             self.last_subscribed = msg
             self.acks += 1

@@ -17,7 +17,7 @@ import msgpack
 
 from broadcast.decoder import Item, StateItem, StreamDecoder
 from broadcast.protocol import BroadcastError, Cursor, ProtocolError
-from broadcast.transports import FATAL_STATUSES, StreamRefused, TryWebSocket
+from broadcast.transports import FATAL_CLOSE_CODES, FATAL_STATUSES, StreamRefused, TryWebSocket
 
 __all__ = ["ClientError", "HttpTransports"]
 
@@ -178,6 +178,12 @@ class HttpTransports:
                 continue
             for item in self._items(message):
                 yield item
+            if self.decoder.closed is not None:
+                # The stream's close message: what a WebSocket close frame would say.
+                code, reason = self.decoder.closed
+                if code in FATAL_CLOSE_CODES:
+                    raise ClientError(f"closed by the node: {code} {reason}")
+                return  # reconnect and resume
             if self.decoder.needs_keyframe and not asked:
                 await self._stream_post(self._stream_id, {"op": "keyframe"}, self.open_timeout_s)
                 asked = True

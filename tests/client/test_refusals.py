@@ -8,6 +8,7 @@ the node's reason within 5 s, with no further attempt until a new token comes;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -61,20 +62,36 @@ async def test_a_refused_token_suspends_the_client(transport: str, kind: str) ->
         await iterator.aclose()
 
 
-async def test_a_token_expiring_mid_stream_suspends_the_websocket_client() -> None:
-    async with guarded() as (server, _feeder):
-        client = Client(server.url, transport="ws", token=token(ttl_s=1.5),
+@pytest.mark.parametrize("transport", ["ws", "sse", "poll"])
+async def test_a_token_expiring_mid_stream_suspends_the_client(transport: str) -> None:
+    async with guarded() as (server, feeder):
+        client = Client(server.url, transport=transport, token=token(ttl_s=1.5),
                         backoff_initial_s=0.02, backoff_max_s=0.1)  # fmt: skip
+
+        async def race() -> None:
+            # Ticks every 0.25 s: a held poll returns, and the next one meets the expiry.
+            for tick in range(1, 1000):
+                await feeder.tick(tick)
+                await asyncio.sleep(0.25)  # the race's pace, not a wait for an event
+
+        ticking = asyncio.create_task(race())
         got: list[StateItem] = []
-        async with asyncio.timeout(8):
-            async for item in client:
-                if isinstance(item, StateItem):
-                    got.append(item)
-                    if item.state == "suspended":
-                        break
+        try:
+            async with asyncio.timeout(8):
+                async for item in client:
+                    if isinstance(item, StateItem):
+                        got.append(item)
+                        if item.state == "suspended":
+                            break
+        finally:
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
+            await client.close()
         assert got[0].state == "connected"
-        assert got[-1].refused and "4004" in got[-1].detail, got
-        await client.close()
+        # The WebSocket's close 4004, the stream's close message, a poll's 401.
+        assert got[-1].refused and "expired" in got[-1].detail, got
+        assert transport == "poll" or "4004" in got[-1].detail, got
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

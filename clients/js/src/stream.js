@@ -593,6 +593,10 @@ export class Stream {
       case "error":
         this.options.onNotice?.({ ...msg, error: true }, this);
         break;
+      case "close":
+        // An event stream's last message, where a WebSocket has its close frame.
+        if (FATAL_CLOSE_CODES.includes(msg.code)) this._refused(`${msg.code} ${msg.reason}`);
+        break;
       default:
         break;
     }

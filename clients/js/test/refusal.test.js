@@ -54,3 +54,32 @@ for (const transport of ["auto", "ws", "sse", "poll"]) {
     });
   }
 }
+
+for (const transport of ["ws", "sse", "poll"]) {
+  test(`a token expiring mid-stream over ${transport}: suspended, not retrying`, async () => {
+    const { token } = await node.send({ op: "token", ttl_s: 1.5 });
+    const client = connect(node.url, { cars: [24], groups: ["tyres"], transport, token });
+    const seen = collect(client);
+    let tick = 2;
+    const suspended = seen.until(isState("suspended"), 8000, "suspended");
+    try {
+      await seen.until(isState("connected"));
+      // The race goes on (a held poll returns with each tick, the next meets the expiry).
+      let done = false;
+      suspended.then(() => (done = true), () => (done = true));
+      while (!done) {
+        await node.send({ op: "ticks", from: tick, to: tick + 1 });
+        tick++;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      const state = await suspended;
+      assert.equal(state.refused, true);
+      assert.match(state.reason, /expired/);
+      // The WebSocket's close 4004 and the event stream's close message say 4004.
+      if (transport !== "poll") assert.match(state.reason, /^4004 /);
+    } finally {
+      client.close();
+      await node.send({ op: "ticks", from: tick, to: tick + 1 }); // keep later ticks unique
+    }
+  });
+}
