@@ -14,7 +14,7 @@ import time
 import pytest
 
 from broadcast.decoder import FrameItem, StateItem
-from slipstream.client import Client
+from slipstream.client import Client, ClientError, SyncClient
 from tests.auth.test_auth_server import guarded, token
 from tests.broadcast.test_cli import run_cli
 
@@ -107,3 +107,23 @@ async def test_subscribe_with_a_garbage_token_exits_non_zero(transport: str) -> 
     # Startup of a Python process included; the refusal itself takes milliseconds.
     assert elapsed_s < 20, elapsed_s
     assert err.count("reconnecting") == 0, err
+
+
+async def test_the_sync_iterator_yields_the_refusal_then_raises() -> None:
+    async with guarded() as (server, _feeder):
+
+        def read() -> tuple[list[StateItem], str]:
+            states: list[StateItem] = []
+            with SyncClient(server.url, token="garbage") as fan:
+                try:
+                    for item in fan:
+                        if isinstance(item, StateItem):
+                            states.append(item)
+                except ClientError as exc:
+                    return states, str(exc)
+            raise AssertionError("the iterator ended without raising")
+
+        async with asyncio.timeout(10):
+            states, error = await asyncio.to_thread(read)
+    assert [s.state for s in states] == ["suspended"] and states[0].refused
+    assert "token is not valid" in error
