@@ -137,3 +137,30 @@ test("the async iterator yields typed items; leaving it closes the client", asyn
   assert.equal(kinds.filter((k) => k === "frame").length, 2);
   assert.equal(client.state, "closed");
 });
+
+test("close() tells the node: a WebSocket close 1000", async () => {
+  const { WebSocketServer } = await import("ws");
+  const { encode } = await import("@msgpack/msgpack");
+  const { Catalogue } = await import("../src/index.js");
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.on("listening", resolve));
+  const closed = new Promise((resolve) => {
+    server.on("connection", (ws) => {
+      ws.send(encode({ t: "hello", v: 1, race: null, tick: -1 }));
+      ws.on("message", () => ws.send(encode({ t: "subscribed", cars: null })));
+      ws.on("close", (code, reason) => resolve([code, String(reason)]));
+    });
+  });
+  const catalogue = new Catalogue(await (await fetch(`${node.url}/v1/channels`)).json());
+  const client = connect(`ws://127.0.0.1:${server.address().port}/ws`, { catalogue, transport: "ws" });
+  const seen = collect(client);
+  try {
+    await seen.until(isState("connected"));
+    client.close();
+    const [code] = await closed;
+    assert.equal(code, 1000);
+    assert.equal(client.state, "closed");
+  } finally {
+    server.close();
+  }
+});
