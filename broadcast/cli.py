@@ -1,22 +1,16 @@
-"""Commands of the broadcast stage: ``slipstream broadcast`` and ``slipstream subscribe``."""
+"""The broadcast stage's command, ``slipstream broadcast`` (``subscribe``: slipstream.client)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import json
-import re
 import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from broadcast.client import Client, ClientError
 from broadcast.config import BROADCAST_OPTIONS, BroadcastConfig, add_broadcast_arguments
-from broadcast.decoder import EventItem, FrameItem, NoticeItem, StateItem
-from broadcast.protocol import ProtocolError, parse_cursor
 from broadcast.server import BroadcastServer
 from broadcast.workers import run_workers
 from slipstream.bus import make_bus
@@ -26,9 +20,7 @@ from slipstream.gate import Gate, add_gate_arguments
 from slipstream.loop import run as run_loop
 from slipstream.options import Option, Options, integer
 
-__all__ = ["NODE_PROCESS_OPTIONS", "SUBSCRIBE_OPTIONS", "register"]
-
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+__all__ = ["NODE_PROCESS_OPTIONS", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +34,6 @@ class NodeProcesses:
     workers: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribeAccess:
-    """How ``slipstream subscribe`` proves its access.
-
-    Attributes:
-        token: Access token from ``slipstream token``; None when the node needs none.
-    """
-
-    token: str | None = None
-
-
-def _token(raw: str) -> str:
-    if not _TOKEN.fullmatch(raw.strip()):
-        raise ValueError("expected a token from `slipstream token` (three dot-separated parts)")
-    return raw.strip()
-
-
 NODE_PROCESS_OPTIONS = Options(
     NodeProcesses,
     [
@@ -70,33 +45,6 @@ NODE_PROCESS_OPTIONS = Options(
         ),
     ],
 )  # fmt: skip
-
-SUBSCRIBE_OPTIONS = Options(
-    SubscribeAccess,
-    [
-        Option(
-            "token", "--token", "access token (see `slipstream token`)",
-            parse=_token, env="TOKEN", default_text="none",
-        ),
-    ],
-)  # fmt: skip
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        cars = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected car numbers like 24,48, got {text!r}") from None
-    if not cars:
-        raise argparse.ArgumentTypeError("give at least one car number")
-    return cars
-
-
-def _str_list(text: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("give at least one name")
-    return items
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -114,47 +62,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     BROADCAST_OPTIONS.add_arguments(node, ("frames_topic", "events_topic"))
     NODE_PROCESS_OPTIONS.add_arguments(node)
     node.set_defaults(func=_cmd_broadcast)
-
-    sub = commands.add_parser(
-        "subscribe",
-        help="print a node's live telemetry as JSON lines",
-        description="Subscribe to a broadcast node and print one line per car-frame "
-        '({"race", "tick", "car", "values": {channel: value}}, values in channel units) and '
-        'one {"event": ...} line per race event; connection state goes to stderr.',
-    )
-    sub.add_argument(
-        "url", metavar="URL", help="node URL, e.g. http://127.0.0.1:8000 or ws://127.0.0.1:8000/ws"
-    )
-    sub.add_argument(
-        "--cars", type=_int_list, metavar="N,N", help="car numbers (default: every car)"
-    )
-    sub.add_argument(
-        "--groups",
-        type=_str_list,
-        metavar="G,G",
-        help="channel groups, e.g. tyres,engine (default: every group; see `slipstream channels`)",
-    )
-    sub.add_argument("--codec", help="sparse, vcdiff or full (default: the node's default)")
-    sub.add_argument(
-        "--transport",
-        choices=["auto", "ws", "sse", "poll"],
-        default="auto",
-        help="WebSocket, sse (HTTP streaming), long-poll, or auto: WebSocket, falling back "
-        "to sse then long-poll as each is refused, climbing back when it works (default)",
-    )
-    sub.add_argument(
-        "--from",
-        dest="cursor",
-        metavar="RACE:TICK",
-        help="start after this cursor (replayed from the node's window, "
-        "or a keyframe and a notice when that is past)",
-    )
-    sub.add_argument("--count", type=int, metavar="N", help="stop after N car-frames")
-    SUBSCRIBE_OPTIONS.add_arguments(sub)
-    sub.add_argument(
-        "--json", action="store_true", help="print JSON lines (default: a short summary)"
-    )
-    sub.set_defaults(func=_cmd_subscribe)
 
 
 def _cmd_broadcast(args: argparse.Namespace) -> int:
@@ -188,62 +95,4 @@ async def _serve(bus: Any, config: BroadcastConfig, gate: Gate | None = None) ->
             await stop.wait()
     finally:
         await bus.stop()
-    return 0
-
-
-def _cmd_subscribe(args: argparse.Namespace) -> int:
-    if args.count is not None and args.count < 1:
-        raise ConfigError("--count must be at least 1")
-    try:
-        cursor = parse_cursor(args.cursor) if args.cursor else None
-    except ProtocolError as exc:
-        raise ConfigError(f"--from: {exc.message}") from None
-    try:
-        client = Client(
-            args.url,
-            cars=args.cars,
-            groups=args.groups,
-            codec=args.codec,
-            transport=args.transport,
-            cursor=cursor,
-            token=args.token,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_subscribe(client, args.count, args.json))
-    return 130
-
-
-async def _subscribe(client: Client, count: int | None, as_json: bool) -> int:
-    printed = 0
-    out = sys.stdout
-    try:
-        async for item in client:
-            if isinstance(item, FrameItem):
-                if as_json:
-                    out.write(json.dumps(item.to_json(), separators=(",", ":")) + "\n")
-                else:
-                    shown = ", ".join(f"{k}={v}" for k, v in list(item.values.items())[:4])
-                    out.write(f"{item.race} tick {item.tick} car {item.car}: {shown} ...\n")
-                printed += 1
-                if count is not None and printed >= count:
-                    out.flush()
-                    await client.close()
-                    return 0
-            elif isinstance(item, EventItem):
-                if as_json:
-                    out.write(json.dumps(item.to_json(), separators=(",", ":")) + "\n")
-                else:
-                    out.write(
-                        f"{item.race} tick {item.tick} event {item.kind} {item.cars} {item.data}\n"
-                    )
-            elif isinstance(item, NoticeItem):
-                sys.stderr.write(f"notice {item.code}: {item.message}\n")
-            elif isinstance(item, StateItem):
-                detail = f" ({item.detail})" if item.detail else ""
-                sys.stderr.write(f"{item.state} via {item.transport}{detail}\n")
-            out.flush()
-    except ClientError as exc:
-        raise ConfigError(f"the node refused: {exc}") from None
     return 0

@@ -73,11 +73,16 @@ class NoticeItem:
 
 @dataclass(frozen=True, slots=True)
 class StateItem:
-    """Connection state: ``connected``, ``reconnecting`` or ``suspended``."""
+    """Connection state: ``connected``, ``reconnecting`` or ``suspended``.
+
+    ``refused`` is true when the node refused (a bad, missing or expired token, a
+    subscription out of scope): the client makes no further attempt on its own.
+    """
 
     state: str
     transport: str
     detail: str = ""
+    refused: bool = False
 
 
 Item = FrameItem | EventItem | NoticeItem | StateItem
@@ -96,6 +101,8 @@ class StreamDecoder:
         cursor: Race and last tick fully applied (None before the first tick).
         needs_keyframe: A delta did not match the state; ask for a keyframe.
         hello: The last hello received.
+        closed: (code, reason) of an event stream's last message, ``close``
+            (where a WebSocket would have had a close frame); None before it.
         errors: Server ``error`` messages received (code, message).
         last_subscribed: The last ``subscribed`` acknowledgement.
         acks: ``subscribed`` acknowledgements received.
@@ -105,6 +112,7 @@ class StreamDecoder:
         self.cursor: Cursor | None = None
         self.needs_keyframe = False
         self.hello: dict[str, Any] | None = None
+        self.closed: tuple[int, str] | None = None
         self.errors: list[tuple[str, str]] = []
         self.last_subscribed: dict[str, Any] | None = None
         self.acks = 0
@@ -143,6 +151,9 @@ class StreamDecoder:
             ]
         if kind == "hello":
             self.hello = msg
+            self.closed = None
+        elif kind == "close":
+            self.closed = (int(msg.get("code", 0)), str(msg.get("reason", "")))
         elif kind == "subscribed":
             self.last_subscribed = msg
             self.acks += 1

@@ -21,10 +21,11 @@ import ingest.cli
 import simulator.cli
 import slipstream.auth_cli
 from slipstream import __version__
-from slipstream.app import doctor, run
+from slipstream.app import doctor, export, run
 from slipstream.app.bench import cli as bench_cli
 from slipstream.app.bench import codecs_cli
 from slipstream.catalogue import CATALOGUE
+from slipstream.client import cli as client_cli
 from slipstream.errors import ConfigError, SlipstreamError
 from slipstream.logs import configure_logging
 
@@ -37,6 +38,8 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     ingest.cli,
     downsample.cli,
     broadcast.cli,
+    client_cli,
+    export,
     codecs_cli,
     slipstream.auth_cli,
     doctor,

@@ -1,6 +1,6 @@
 """Shared test vectors: parts made by the Python encoders, read by both test suites.
 
-The browser's decoders (web/src/codecs.js) and the Python ones must agree on
+The browser's decoders (clients/js/src/codecs.js) and the Python ones must agree on
 every vector.  Regenerate the fixture after a format change with::
 
     python -m slipstream.codecs.vectors tests/fixtures/codec_vectors.json

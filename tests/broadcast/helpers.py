@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from broadcast.client import Client
 from broadcast.config import BroadcastConfig
 from broadcast.decoder import FrameItem, Item
 from broadcast.server import BroadcastServer
 from slipstream.bus import Bus
 from slipstream.catalogue import CATALOGUE
+from slipstream.client.connection import Client
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC
 from slipstream.records import TICK_NS, Frame, RaceEvent, car_key, encode_event, encode_frame
 

@@ -8,9 +8,9 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
-from broadcast.client import Client, ClientError
 from broadcast.decoder import StateItem
 from broadcast.protocol import encode_message
+from slipstream.client.connection import Client
 
 
 def free_port() -> int:
@@ -53,9 +53,13 @@ async def test_a_refused_token_stops_the_client_with_a_clear_error() -> None:
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        with pytest.raises(ClientError, match="4001 bad_token"):
-            async for _ in Client(f"http://127.0.0.1:{port}", token="nope"):
-                pass
+        last = None
+        async for item in Client(f"http://127.0.0.1:{port}", token="nope"):
+            last = item
+            if isinstance(item, StateItem) and item.state == "suspended":
+                break
+        assert isinstance(last, StateItem) and last.refused
+        assert "4001 bad_token" in last.detail
 
 
 @pytest.mark.parametrize("transport", ["auto", "poll"])
@@ -72,8 +76,10 @@ async def test_http_401_is_fatal_on_upgrade_and_on_poll(transport: str) -> None:
     await site.start()
     try:
         port = runner.addresses[0][1]
-        with pytest.raises(ClientError, match=r"401|token_expired"):
-            async for _ in Client(f"http://127.0.0.1:{port}", transport=transport, token="expired"):
-                pass
+        client = Client(f"http://127.0.0.1:{port}", transport=transport, token="expired")
+        async for item in client:
+            if isinstance(item, StateItem) and item.refused:
+                break
+        assert client.refusal is not None and "token_expired" in client.refusal
     finally:
         await runner.cleanup()

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from broadcast.client import Client
 from broadcast.decoder import FrameItem, NoticeItem
 from broadcast.server import BroadcastServer
 from broadcast.ticks import TickData
 from slipstream.bus import Bus
+from slipstream.client.connection import Client
 from tests.broadcast.helpers import Feeder, make_client, node, peer_port, ws_fans
 
 CARS = list(range(1, 41))  # a full field: ~22 KB per tick in the full codec

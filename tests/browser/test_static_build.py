@@ -1,4 +1,8 @@
-"""The committed front-end assets equal what ``npm run build`` (in web/) makes."""
+"""The committed front-end assets equal what ``npm run build`` (in web/) makes.
+
+The client package's source (clients/js/src) is built into ``static/client/``, not
+committed: the repository holds one copy of it.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +32,13 @@ def _build(out: Path) -> list[Path]:
 def test_committed_assets_match_the_build(tmp_path: Path) -> None:
     built = _build(tmp_path)
     names = {p.relative_to(tmp_path).as_posix() for p in built}
-    # The vendor libraries, the codec decoders and the page code all come from the build.
-    assert {"vendor/uPlot.esm.js", "vendor/msgpack.min.js", "vendor/vcdiff-decoder.min.js"} <= names
-    assert {"js/codecs.js", "js/stream.js", "js/fan.js", "js/ops.js"} <= names
-    stale = [n for n in sorted(names) if (STATIC / n).read_bytes() != (tmp_path / n).read_bytes()]
+    # The vendor libraries, the page code and the client package all come from the build.
+    assert {"vendor/uPlot.esm.js", "vendor/msgpack.mjs", "vendor/vcdiff-decoder.mjs"} <= names
+    assert {"js/fan.js", "js/ops.js"} <= names
+    client = {f"client/{p.name}" for p in (ROOT / "clients" / "js" / "src").glob("*.js")}
+    assert {"client/index.js", "client/stream.js", "client/codecs.js"} <= client <= names
+    committed = [n for n in sorted(names) if not n.startswith("client/")]
+    stale = [n for n in committed if (STATIC / n).read_bytes() != (tmp_path / n).read_bytes()]
     assert not stale, f"broadcast/static is out of date for {stale}: run `npm run build` in web/"
 
 
@@ -51,6 +58,18 @@ def test_ci_build_left_the_committed_assets_unchanged() -> None:
     assert done.stdout == "", (
         "`npm run build` changed the committed assets; run it in web/ and commit:\n" + done.stdout
     )
+
+
+def test_the_client_source_is_committed_once() -> None:
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    files = subprocess.run(
+        [git, "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.split()
+    for name in ("stream.js", "codecs.js", "client.js"):
+        copies = [f for f in files if f.endswith(f"/{name}") and "node_modules" not in f]
+        assert copies == [f"clients/js/src/{name}"], copies
 
 
 def test_pages_load_nothing_from_outside() -> None:

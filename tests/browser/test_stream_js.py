@@ -2,7 +2,7 @@
 
 Real tick messages (the node's own tick assembly and encode-once fan-out, every
 codec, keyframe then deltas, cars skipping ticks, a car subset) are decoded by
-``broadcast.decoder.StreamDecoder`` and by ``web/src/stream.js`` under node
+``broadcast.decoder.StreamDecoder`` and by ``@slipstream/client`` (clients/js/src) under node
 (``web/scripts/decode-stream.mjs``); the values must agree.
 """
 

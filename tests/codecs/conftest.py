@@ -19,8 +19,8 @@ def node() -> str:
     found = shutil.which("node")
     if found is None:
         pytest.fail("node is required for the browser decoder tests (install node 20)")
-    if not (WEB / "node_modules" / "@ably" / "vcdiff-decoder").is_dir():
-        pytest.fail("web/node_modules is missing: run `npm ci` in web/ first")
+    if not (WEB / "node_modules" / "@slipstream" / "client").is_dir():
+        pytest.fail("web/node_modules is missing: run ./scripts/install-test-deps")
     return found
 
 

@@ -1,8 +1,9 @@
 """The browser decoders in Debian's chromium, loaded the way a page loads them.
 
 ``@ably/vcdiff-decoder``'s bundle by a classic script (it defines the global
-``vcdiffDecoder``) and ``web/src/codecs.js`` as an ES module, both served over
-HTTP from this checkout; every shared vector must decode as in Python.
+``vcdiffDecoder``) and the client package's ``clients/js/src/codecs.js`` as an ES
+module, both served over HTTP from this checkout; every shared vector must decode
+as in Python.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLE = "web/node_modules/@ably/vcdiff-decoder/dist/vcdiff-decoder.min.js"
+BUNDLE = "clients/js/node_modules/@ably/vcdiff-decoder/dist/vcdiff-decoder.min.js"
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +34,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def web_server() -> Iterator[str]:
     """Base URL of a static server of the repository on 127.0.0.1."""
     if not (ROOT / BUNDLE).is_file():
-        pytest.fail("web/node_modules is missing: run `npm ci` in web/ first")
+        pytest.fail("clients/js/node_modules is missing: run ./scripts/install-test-deps")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(ROOT)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -47,7 +48,7 @@ def web_server() -> Iterator[str]:
 
 CHECK_VECTORS = """
 async () => {
-  const m = await import("/web/src/codecs.js");
+  const m = await import("/clients/js/src/codecs.js");
   const fixture = await (await fetch("/tests/fixtures/codec_vectors.json")).json();
   const hex = (s) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
   const decode = (v) => v.kind === "keyframe"

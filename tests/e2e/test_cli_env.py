@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcast.cli import NODE_PROCESS_OPTIONS, SUBSCRIBE_OPTIONS
+from broadcast.cli import NODE_PROCESS_OPTIONS
 from broadcast.config import BROADCAST_OPTIONS
 from downsample.cli import METRICS_OPTIONS
 from downsample.config import DOWNSAMPLE_OPTIONS
@@ -22,6 +22,7 @@ from ingest.validate import VALIDATOR_OPTIONS
 from slipstream.app.cli import build_parser, main
 from slipstream.auth import AUTH_OPTIONS
 from slipstream.auth_cli import TOKEN_OPTIONS
+from slipstream.client.cli import SUBSCRIBE_OPTIONS
 from slipstream.config import BUS_OPTIONS
 from slipstream.kafka_settings import KAFKA_OPTIONS
 from slipstream.limits import LIMITS_OPTIONS
@@ -61,7 +62,7 @@ BAD = {
     "SLIPSTREAM_FRAMES_TOPIC": "frames topic",
     "SLIPSTREAM_EVENTS_TOPIC": "..",
     "SLIPSTREAM_WORKERS": "two",
-    "SLIPSTREAM_TOKEN": "not-a-token",
+    "SLIPSTREAM_TOKEN": "",
     "SLIPSTREAM_MAX_CONNECTIONS_PER_ADDRESS": "0",
     "SLIPSTREAM_MAX_MESSAGE_BYTES": "64k",
     "SLIPSTREAM_MESSAGE_RATE": "fast",

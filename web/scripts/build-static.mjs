@@ -1,33 +1,46 @@
-// Copy the front-end's files into the broadcast node's served assets.
+// Build the front-end into the broadcast node's served assets.
 //
 //   npm run build                 (in web/) writes into ../broadcast/static/
 //   node scripts/build-static.mjs --out DIR   writes the same tree under DIR
 //
-// No bundler: the pages load plain ES modules.  What is copied, from where:
-//   node_modules (vendor libraries, served locally: no CDN) -> static/vendor/
-//   web/src/*.js (the page code and the codec decoders)     -> static/js/
-// The copies are committed, so `pip install . && slipstream run` serves working
-// pages without npm; tests/browser/test_static_build.py checks they match.
+// No bundler for our own code: the pages load plain ES modules, and an import map in
+// each page resolves the bare names.  What is written, from where:
+//   vendor/ (committed)   third-party builds, served locally (no CDN): uPlot's ESM file,
+//                         and single-file ESM builds (esbuild) of the client package's
+//                         declared dependencies, @msgpack/msgpack and @ably/vcdiff-decoder,
+//                         from clients/js/node_modules (the versions the package uses)
+//   js/ (committed)       web/src/*.js, the page code
+//   client/ (not committed: built)  clients/js/src/*.js, @slipstream/client's source,
+//                         of which the repository holds one copy; `pip install .` makes
+//                         the same copy without npm (setup.py), so a fresh machine
+//                         needs no node.
+// tests/browser/test_static_build.py checks that the committed files match this build.
 
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildSync } from "esbuild";
 
 const web = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const client = resolve(web, "..", "clients", "js");
 const args = process.argv.slice(2);
 const outIndex = args.indexOf("--out");
 const out = outIndex >= 0 ? resolve(args[outIndex + 1]) : resolve(web, "..", "broadcast", "static");
 
 const modules = join(web, "node_modules");
+const clientModules = join(client, "node_modules");
 export const VENDOR = [
-  // [source under node_modules, file name under static/vendor/]
-  ["uplot/dist/uPlot.esm.js", "uPlot.esm.js"],
-  ["uplot/dist/uPlot.min.css", "uPlot.min.css"],
-  ["uplot/LICENSE", "uPlot.LICENSE.txt"],
-  ["@msgpack/msgpack/dist.umd/msgpack.min.js", "msgpack.min.js"],
-  ["@msgpack/msgpack/LICENSE", "msgpack.LICENSE.txt"],
-  ["@ably/vcdiff-decoder/dist/vcdiff-decoder.min.js", "vcdiff-decoder.min.js"],
-  ["@ably/vcdiff-decoder/LICENSE", "vcdiff-decoder.LICENSE.txt"],
+  // [source, file name under static/vendor/]
+  [join(modules, "uplot/dist/uPlot.esm.js"), "uPlot.esm.js"],
+  [join(modules, "uplot/dist/uPlot.min.css"), "uPlot.min.css"],
+  [join(modules, "uplot/LICENSE"), "uPlot.LICENSE.txt"],
+  [join(clientModules, "@msgpack/msgpack/LICENSE"), "msgpack.LICENSE.txt"],
+  [join(clientModules, "@ably/vcdiff-decoder/LICENSE"), "vcdiff-decoder.LICENSE.txt"],
+];
+export const ESM = [
+  // [package under clients/js/node_modules, its ESM entry, file name under static/vendor/]
+  ["@msgpack/msgpack", "dist.esm/index.mjs", "msgpack.mjs"],
+  ["@ably/vcdiff-decoder", "lib/vcdiff_decoder.js", "vcdiff-decoder.mjs"],
 ];
 
 function copy(source, target) {
@@ -37,10 +50,24 @@ function copy(source, target) {
 }
 
 const written = [];
-for (const [source, name] of VENDOR) {
-  written.push(copy(join(modules, source), join(out, "vendor", name)));
+for (const [source, name] of VENDOR) written.push(copy(source, join(out, "vendor", name)));
+for (const [pkg, entry, name] of ESM) {
+  const target = join(out, "vendor", name);
+  buildSync({
+    entryPoints: [join(clientModules, pkg, entry)],
+    bundle: true,
+    format: "esm",
+    minify: true,
+    legalComments: "inline",
+    logLevel: "error",
+    outfile: target,
+  });
+  written.push(target);
 }
 for (const name of readdirSync(join(web, "src")).filter((n) => n.endsWith(".js")).sort()) {
   written.push(copy(join(web, "src", name), join(out, "js", name)));
+}
+for (const name of readdirSync(join(client, "src")).filter((n) => n.endsWith(".js")).sort()) {
+  written.push(copy(join(client, "src", name), join(out, "client", name)));
 }
 console.log(`build-static: ${written.length} files -> ${out}`);

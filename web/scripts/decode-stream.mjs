@@ -1,4 +1,4 @@
-// Decode a recorded slipstream.v1 stream with the page's client (web/src/stream.js)
+// Decode a recorded slipstream.v1 stream with the page's client (@slipstream/client)
 // under node, for the Python cross-check (tests/browser/test_stream_js.py).
 //
 //   node scripts/decode-stream.mjs STREAM.json
@@ -7,20 +7,15 @@
 // message]}; prints a JSON list, per tick message, of {race, tick, cars: {car: {channel:
 // value}}} holding every channel of the groups that changed at that tick.
 import { readFileSync } from "node:fs";
-import * as MessagePack from "@msgpack/msgpack";
-import { decode as ablyDecode } from "@ably/vcdiff-decoder";
-import { setVcdiffDecoder } from "../src/codecs.js";
-import { Catalogue, StreamState } from "../src/stream.js";
+import { Catalogue, StreamState, decodeMessage } from "@slipstream/client";
 
-globalThis.MessagePack = MessagePack;
-setVcdiffDecoder(ablyDecode);
 const input = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const catalogue = new Catalogue(input.catalogue);
 const state = new StreamState(catalogue);
 const hex = (s) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 const out = [];
 for (const text of input.messages) {
-  const msg = MessagePack.decode(hex(text));
+  const msg = decodeMessage(hex(text));
   if (msg.t !== "tick") continue;
   const fresh = state.applyTick(msg);
   const cars = {};

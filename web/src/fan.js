@@ -12,7 +12,7 @@
 import { Leaderboard, boardRows, eventText, renderBanner } from "./board.js";
 import { CarPanel, History } from "./car.js";
 import { TrackMap } from "./map.js";
-import { Catalogue, Stream, wsUrl } from "./stream.js";
+import { Catalogue, Stream, wsUrl } from "@slipstream/client";
 
 const FIELD_GROUPS = ["timing", "position"];
 const DETAIL_GROUPS = ["inputs", "engine", "tyres", "imu"];

@@ -5,7 +5,7 @@
 // exposes the snapshots and histories for tests.
 
 import { Snapshot, parseMetrics, rate } from "./prom.js";
-import { Catalogue, Stream, percentile, wsUrl } from "./stream.js";
+import { Catalogue, Stream, percentile, wsUrl } from "@slipstream/client";
 
 const params = new URLSearchParams(location.search);
 const intervalMs = Math.max(200, Number(params.get("interval_ms") ?? 1000));

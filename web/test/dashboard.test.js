@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Snapshot, parseMetrics, rate } from "../src/prom.js";
-import { Catalogue, Stream, StreamState, percentile } from "../src/stream.js";
+import { Catalogue, Stream, StreamState, percentile } from "@slipstream/client";
 
 const METRICS = `# HELP slipstream_bytes_sent_total Bytes sent
 # TYPE slipstream_bytes_sent_total counter
@@ -103,7 +103,7 @@ test("a stream subscribes on hello, resumes from its cursor, and suspends after 
   storage.setItem("slipstream.cursor.s", JSON.stringify({ race: "R", tick: 41 }));
   const stream = new Stream({
     url: "ws://node/ws", name: "s", catalogue: CATALOGUE, storage, groups: ["g1"], cars: [9, 7],
-    suspendAfterMs: 1500, onState: (s) => states.push(s),
+    suspendAfterMs: 1500, fallback: false, onState: (s) => states.push(s),
   });
   stream.start();
   const first = FakeSocket.made[0];

@@ -1,5 +1,7 @@
-// The browser's client of a broadcast node: the `slipstream.v1` WebSocket stream,
-// decoded into per-car channel values (docs/protocol.md, docs/dashboard.md).
+// The engine of @slipstream/client (browsers and node >= 20): the `slipstream.v1`
+// stream of a broadcast node, decoded into per-car channel values (docs/protocol.md,
+// docs/clients.md).  Fan apps use `connect()` (client.js); the node's own pages use
+// `Stream` directly.
 //
 // `Catalogue` maps channel names to (group, index, resolution); `StreamState` is the
 // pure part (messages in, values out, no socket, testable in node); `Stream` owns one
@@ -8,129 +10,49 @@
 // suspended) and its transport (`stream.transport`: ws, sse or poll).
 //
 // Transports, best first: the WebSocket; HTTP streaming (Server-Sent Events,
-// /v1/stream) when the WebSocket never opens (a proxy refusing the upgrade); long-polling
-// (/v1/poll) when the stream sends nothing in time either (a proxy buffering or cutting
-// long responses).  On a lesser transport a probe WebSocket is tried every `wsRetryMs`
+// /v1/stream, read with fetch so a 401/403 is seen) when the WebSocket never opens (a
+// proxy refusing the upgrade); long-polling (/v1/poll) when the stream sends nothing in
+// time either (a proxy buffering or cutting long responses).  On a lesser transport a probe WebSocket is tried every `wsRetryMs`
 // (30 s) and the stream climbs back when it opens.  A connection lost after it worked
 // starts again from the top.
+//
+// A refusal (close 4001/4003/4004 at any point, the hello included, or HTTP 401/403 on
+// the stream or a poll) ends the retries: the stream turns `suspended` with the node's
+// reason (`stream.refused`) until `setToken()` or `retry()`.
 
-import { MISSING, decodeDelta, decodeKeyframe } from "./codecs.js";
+import { decode as unpackMessage } from "@msgpack/msgpack";
+import { Catalogue, StreamState } from "./state.js";
+
+export { Catalogue, StreamState };
 
 export const SUBPROTOCOL = "slipstream.v1";
-export const KIND_KEYFRAME = 0;
+export { KIND_KEYFRAME } from "./state.js";
 //: Close codes after which retrying as is cannot help (docs/security.md): no valid
 //: token (4001), a subscription outside the token's scope (4003), an expired token
 //: (4004).  The stream turns suspended with the node's reason instead of retrying.
 export const FATAL_CLOSE_CODES = [4001, 4003, 4004];
-
-/** The channel catalogue as served at /v1/channels. */
-export class Catalogue {
-  constructor(rows) {
-    this.rows = rows;
-    this.groups = [];
-    this.channel = new Map(); // name -> {group, offset, resolution, row}
-    const byName = new Map();
-    rows.forEach((row, i) => {
-      let group = byName.get(row.group);
-      if (group === undefined) {
-        group = { name: row.group, index: this.groups.length, start: i, stop: i, premium: !!row.premium };
-        byName.set(row.group, group);
-        this.groups.push(group);
-      }
-      group.stop = i + 1;
-      this.channel.set(row.name, { group: group.index, offset: i - group.start, resolution: row.resolution, row });
-    });
-    for (const g of this.groups) g.size = g.stop - g.start;
-    this.groupByName = byName;
-  }
-
-  static async load(base = "") {
-    const response = await fetch(`${base}/v1/channels`);
-    if (!response.ok) throw new Error(`GET /v1/channels: HTTP ${response.status}`);
-    return new Catalogue(await response.json());
-  }
-}
-
-/** Decoded state of one subscription: the values held per (car, group), and the cursor. */
-export class StreamState {
-  constructor(catalogue) {
-    this.catalogue = catalogue;
-    this.held = new Map(); // `${car}:${group}` -> {base, values}
-    this.race = null;
-    this.tick = -1;
-    this.needsKeyframe = false;
-  }
-
-  get hasState() {
-    return this.race !== null && this.held.size > 0;
-  }
-
-  clear() {
-    this.held.clear();
-    this.race = null;
-    this.tick = -1;
-  }
-
-  /**
-   * Apply a decoded `tick` message; returns the cars whose values changed at this
-   * tick (a Map car -> [group indices]).
-   */
-  applyTick(msg) {
-    if (msg.race !== this.race) {
-      this.held.clear();
-      this.race = msg.race;
-    }
-    if (msg.kf) this.needsKeyframe = false;
-    const fresh = new Map();
-    const groups = this.catalogue.groups;
-    for (const [car, g, kind, base, payload] of msg.p) {
-      const group = groups[g];
-      if (group === undefined) throw new Error(`tick part names unknown group ${g}`);
-      const key = `${car}:${g}`;
-      if (kind === KIND_KEYFRAME) {
-        this.held.set(key, { base, values: decodeKeyframe(msg.codec, payload, group.size) });
-        if (base !== msg.tick) continue; // a car that sent nothing this tick: state only
-      } else {
-        const held = this.held.get(key);
-        if (held === undefined || held.base !== base) {
-          // The delta is against values we do not hold: ask for a keyframe.
-          this.needsKeyframe = true;
-          this.held.delete(key);
-          continue;
-        }
-        this.held.set(key, { base: msg.tick, values: decodeDelta(msg.codec, held.values, payload) });
-      }
-      if (!fresh.has(car)) fresh.set(car, []);
-      fresh.get(car).push(g);
-    }
-    this.tick = msg.tick;
-    return fresh;
-  }
-
-  /** A channel's value for a car in channel units (null: unknown or missing). */
-  value(car, name) {
-    const ch = this.catalogue.channel.get(name);
-    if (ch === undefined) throw new Error(`unknown channel ${name}`);
-    const held = this.held.get(`${car}:${ch.group}`);
-    if (held === undefined) return null;
-    const count = held.values[ch.offset];
-    return count === MISSING ? null : count * ch.resolution;
-  }
-
-  /** Cars holding values of a group. */
-  cars(groupName) {
-    const g = this.catalogue.groupByName.get(groupName).index;
-    const out = [];
-    for (const key of this.held.keys()) {
-      const [car, group] = key.split(":").map(Number);
-      if (group === g) out.push(car);
-    }
-    return out.sort((a, b) => a - b);
-  }
-}
+//: HTTP statuses of the same refusals on the stream and on long-polls.
+export const FATAL_STATUSES = [401, 403];
+const OPEN = 1;
+const CONNECTING = 0;
 
 function unpack(data) {
-  return globalThis.MessagePack.decode(new Uint8Array(data));
+  return unpackMessage(new Uint8Array(data));
+}
+
+/** One `slipstream.v1` server message (bytes) as an object: `{t: "tick", ...}`. */
+export function decodeMessage(bytes) {
+  return unpack(bytes);
+}
+
+/** The node's reason for an HTTP refusal: its JSON `{code, message}`, or the status. */
+async function reasonOf(response) {
+  try {
+    const body = await response.json();
+    return `${body.code}: ${body.message}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
 }
 
 function fromBase64(text) {
@@ -148,8 +70,9 @@ function fromBase64(text) {
  * `onTick(msg, fresh, stream)`, `onEvent(msg)`, `onNotice(msg)`, `onState(state, detail)`,
  * `suspendAfterMs` (reconnecting this long turns into suspended), `storage`
  * (sessionStorage by default), `fallback` (fall back to SSE and long-poll; default: when
- * the browser has EventSource), `wsRetryMs` (probe the WebSocket this often while on a
- * lesser transport).
+ * fetch can stream a response), `wsRetryMs` (probe the WebSocket this often while on a
+ * lesser transport), `WebSocket` (the constructor; default: the global one),
+ * `connectTimeoutMs`, `transport` (pin ws, sse or poll; default: the ladder from ws).
  */
 export class Stream {
   constructor(options) {
@@ -175,8 +98,11 @@ export class Stream {
     this.latencyMs = [];
     this.subscribed = null;
     this.heldCars = this.cars; // the cars of the last subscription sent
-    this.transport = "ws"; // ws, sse or poll
-    this.source = null; // the EventSource on sse
+    // ws, sse or poll; `options.transport` pins one (no ladder, no climbing back).
+    this.transport = options.transport ?? "ws";
+    this.source = null; // {close} of the event stream's fetch on sse
+    this.refused = null; // the node's reason when it refused (suspended until setToken)
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.polling = null; // {abort} of the long-poll loop on poll
   }
 
@@ -208,7 +134,11 @@ export class Stream {
     this.closed = true;
     clearTimeout(this.timer);
     clearTimeout(this.watchdog);
-    if (this.socket) this.socket.close(1000, "page closed");
+    if (this.socket) {
+      if (this.socket.readyState === OPEN) this.socket.close(1000, "closed by the fan");
+      else this.socket.onopen = (ev) => ev.target.close(1000, "closed by the fan");
+      this.socket = null;
+    }
     this._stopHttp();
     this._setStatus("closed");
   }
@@ -219,6 +149,10 @@ export class Stream {
     clearTimeout(this.watchdog);
     this.attempt = 0;
     this.failingSince = null;
+    if (this.refused !== null) {
+      this.refused = null;
+      this.transport = this.options.transport ?? "ws";
+    }
     if (this.socket && this.socket.readyState <= 1) return;
     if (this.source || this.polling) return;
     this._connect();
@@ -226,11 +160,53 @@ export class Stream {
 
   /** Change the subscription's cars over the open socket (null: every car, []: none). */
   setCars(cars) {
-    this.cars = cars === null ? null : [...cars].sort((a, b) => a - b);
-    if (this.transport === "poll") this.polling?.restart();
-    else if (this.transport === "sse" ? this.source && this.hello : this.socket?.readyState === WebSocket.OPEN && this.hello) {
-      this._subscribe(false);
+    this.setSubscription({ cars });
+  }
+
+  /**
+   * Change cars, groups and/or codec mid-stream, on the same connection (a field left
+   * out keeps its value; cars null: every car, []: none).  Returns false when nothing
+   * could be sent now (poll, or not connected): the next connection or poll carries it.
+   */
+  setSubscription({ cars, groups, codec } = {}) {
+    if (cars !== undefined) this.cars = cars === null ? null : [...cars].sort((a, b) => a - b);
+    if (groups !== undefined) this.groups = groups;
+    if (codec !== undefined) this.codec = codec;
+    if (this.refused !== null) {
+      this.retry(); // a subscription out of scope was refused: try the new one
+      return false;
     }
+    if (this.transport === "poll") {
+      this.polling?.restart();
+      return false;
+    }
+    if (this.transport === "sse" ? this.source && this.hello : this.socket?.readyState === OPEN && this.hello) {
+      this._subscribe(false);
+      return true;
+    }
+    return false;
+  }
+
+  /** Use `token` (sent as ?token=) from the next connection; a refused stream retries. */
+  setToken(token) {
+    const url = new URL(this.url, globalThis.location?.href);
+    if (token) url.searchParams.set("token", token);
+    else url.searchParams.delete("token");
+    this.url = url.toString();
+    if (this.refused !== null) this.retry();
+  }
+
+  /** The node refused: no further attempt until setToken() or retry(). */
+  _refused(reason) {
+    clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
+    this._stopHttp();
+    if (this.socket) {
+      this.socket.onclose = null;
+      this.socket = null;
+    }
+    this.refused = reason;
+    this._setStatus("suspended", reason);
   }
 
   _setStatus(status, detail = "") {
@@ -245,7 +221,7 @@ export class Stream {
     if (this.transport === "poll") return this._connectPoll();
     let socket;
     try {
-      socket = new WebSocket(this.url, [SUBPROTOCOL]);
+      socket = new this.WebSocket(this.url, [SUBPROTOCOL]);
     } catch (err) {
       this._lost(`cannot open ${this.url}: ${err.message}`);
       return;
@@ -261,7 +237,7 @@ export class Stream {
     const budget = this.failingSince === null ? connectTimeoutMs : this.failingSince + suspendAfterMs - Date.now();
     clearTimeout(this.watchdog);
     this.watchdog = setTimeout(() => {
-      if (this.socket !== socket || socket.readyState !== WebSocket.CONNECTING) return;
+      if (this.socket !== socket || socket.readyState !== CONNECTING) return;
       this.socket = null;
       socket.onmessage = null;
       socket.onclose = null;
@@ -283,8 +259,7 @@ export class Stream {
       this.socket = null;
       const detail = ev.reason || `connection closed (${ev.code})`;
       if (FATAL_CLOSE_CODES.includes(ev.code)) {
-        clearTimeout(this.watchdog);
-        this._setStatus("suspended", detail);
+        this._refused(`${ev.code} ${detail}`); // before the hello or after: the same
         return;
       }
       // Never opened: refused (a proxy stripping Upgrade) or unreachable; try HTTP streaming.
@@ -303,7 +278,7 @@ export class Stream {
     if (this.closed) return;
     // Start again from the best transport: what failed may have been the network.
     this._stopHttp();
-    this.transport = "ws";
+    this.transport = this.options.transport ?? "ws";
     const now = Date.now();
     if (this.failingSince === null) this.failingSince = now;
     const suspendAfterMs = this.options.suspendAfterMs ?? 30000;
@@ -319,13 +294,13 @@ export class Stream {
 
   _send(obj) {
     if (this.transport === "sse") this._post(obj);
-    else if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(obj));
+    else if (this.socket?.readyState === OPEN) this.socket.send(JSON.stringify(obj));
   }
 
   // -- HTTP streaming and long-polling (docs/protocol.md) ------------------------------
 
   _fallback() {
-    return this.options.fallback ?? typeof globalThis.EventSource === "function";
+    return this.options.fallback ?? typeof globalThis.fetch === "function";
   }
 
   _stepDown(transport) {
@@ -392,7 +367,7 @@ export class Stream {
       this._setStatus("connected", this.transport);
     }
     // Once per connection (not per poll): the probe comes wsRetryMs after connecting.
-    if (this.transport !== "ws" && !this.climbTimer) this._scheduleClimb();
+    if (this.transport !== "ws" && !this.climbTimer && !this.options.transport) this._scheduleClimb();
   }
 
   _scheduleClimb() {
@@ -406,7 +381,7 @@ export class Stream {
     if (this.closed || this.transport === "ws") return;
     let probe;
     try {
-      probe = new WebSocket(this.url, [SUBPROTOCOL]);
+      probe = new this.WebSocket(this.url, [SUBPROTOCOL]);
     } catch {
       this._scheduleClimb();
       return;
@@ -426,14 +401,9 @@ export class Stream {
   }
 
   _connectSse() {
-    let source;
+    const controller = new AbortController();
+    const source = { close: () => controller.abort() };
     const cars = this.cars;
-    try {
-      source = new EventSource(this._httpUrl("/v1/stream", this._query()));
-    } catch (err) {
-      this._lost(`cannot open the stream: ${err.message}`);
-      return;
-    }
     this.source = source;
     this.hello = null;
     this.resumes.push({ cursor: null, keyframe: false, first: null });
@@ -441,13 +411,12 @@ export class Stream {
     this.watchdog = setTimeout(() => {
       if (this.source !== source || this.hello) return;
       this._stopHttp();
-      this._stepDown("poll"); // nothing came: a proxy holding long responses back
+      this._streamRefused("no event in time"); // a proxy holding long responses back
     }, this.options.connectTimeoutMs ?? 8000);
-    source.onmessage = (ev) => {
-      if (this.source !== source) return;
-      this.bytes += ev.data.length;
+    const onData = (text) => {
+      this.bytes += text.length;
       this.messages++;
-      const msg = unpack(fromBase64(ev.data));
+      const msg = unpack(fromBase64(text));
       if (msg.t === "hello") {
         this.hello = msg;
         clearTimeout(this.watchdog);
@@ -460,13 +429,56 @@ export class Stream {
       }
       this._message(msg);
     };
-    source.onerror = () => {
-      if (this.source !== source) return;
-      const opened = this.hello !== null;
-      this._stopHttp(); // our own backoff and cursor, not EventSource's retry
-      if (opened) this._lost("the stream was cut");
-      else this._stepDown("poll");
+    const read = async () => {
+      const response = await fetch(this._httpUrl("/v1/stream", this._query()), {
+        headers: { Accept: "text/event-stream" },
+        signal: controller.signal,
+      });
+      if (this.source !== source) return "gone";
+      if (FATAL_STATUSES.includes(response.status)) return { refused: await reasonOf(response) };
+      const type = response.headers.get("content-type") ?? "";
+      if (!response.ok || !type.startsWith("text/event-stream") || !response.body) return "refused";
+      const reader = response.body.getReader();
+      const text = new TextDecoder();
+      let buffer = "";
+      let data = [];
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.source !== source) return "ended";
+        buffer += text.decode(value, { stream: true });
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0 && this.source === source) {
+          const line = buffer.slice(0, nl).replace(/\r$/, "");
+          buffer = buffer.slice(nl + 1);
+          if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          else if (line === "" && data.length) {
+            // id:, retry: (the cursor is ours) and comments (heartbeats) are skipped.
+            const event = data.join("");
+            data = [];
+            onData(event);
+          }
+        }
+      }
     };
+    read()
+      .catch(() => "ended")
+      .then((end) => {
+        if (this.source !== source || this.closed || end === "gone") return;
+        if (end?.refused) {
+          this._refused(end.refused);
+          return;
+        }
+        const opened = this.hello !== null;
+        this._stopHttp(); // our own backoff and cursor
+        if (opened) this._lost("the stream was cut");
+        else this._streamRefused("the stream was refused");
+      });
+  }
+
+  /** The event stream never started: long-poll (on the ladder) or try again (pinned). */
+  _streamRefused(detail) {
+    if (this.options.transport) this._lost(detail);
+    else this._stepDown("poll");
   }
 
   _connectPoll() {
@@ -488,6 +500,14 @@ export class Stream {
             throw new DOMException("cars changed", "AbortError");
           }
           const response = await fetch(this._httpUrl("/v1/poll", this._query()), { signal: loop.controller.signal });
+          if (FATAL_STATUSES.includes(response.status)) {
+            const reason = await reasonOf(response);
+            if (!loop.stopped) {
+              this.polling = null;
+              this._refused(reason);
+            }
+            return;
+          }
           if (!response.ok) throw new Error(`HTTP ${response.status}`);
           const data = await response.arrayBuffer();
           this.bytes += data.byteLength;
@@ -572,6 +592,10 @@ export class Stream {
         break;
       case "error":
         this.options.onNotice?.({ ...msg, error: true }, this);
+        break;
+      case "close":
+        // An event stream's last message, where a WebSocket has its close frame.
+        if (FATAL_CLOSE_CODES.includes(msg.code)) this._refused(`${msg.code} ${msg.reason}`);
         break;
       default:
         break;

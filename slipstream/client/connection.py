@@ -1,10 +1,16 @@
-"""The Python client: ``async for item in Client(url, ...)``.
+"""The asyncio client: ``async with Client(url, ...) as c: async for item in c``.
 
 Items are :class:`~broadcast.decoder.FrameItem` (one car at one tick, values
 in channel units), :class:`~broadcast.decoder.EventItem`,
 :class:`~broadcast.decoder.NoticeItem` and, for connection state,
 :class:`~broadcast.decoder.StateItem` (``connected``, ``reconnecting``,
 ``suspended``).
+
+A refusal (close 4001/4003/4004 at any point, the hello included, or HTTP
+401/403 on any transport) ends the retries: the client reports ``suspended``
+with the node's reason (:attr:`Client.refusal`) and makes no further attempt
+until the app calls :meth:`Client.set_token` (or :meth:`Client.subscribe`);
+:meth:`Client.close` ends the iterator.
 
 The client keeps a cursor (race, last tick applied) and resumes from it on
 every reconnect, with jittered exponential backoff.  With ``transport="auto"``
@@ -16,12 +22,12 @@ to the WebSocket every ``ws_retry_s`` while on a lesser transport.
 
 Example::
 
-    client = Client("http://127.0.0.1:8000", cars=[24, 48], groups=["tyres"])
-    async for item in client:
-        if isinstance(item, FrameItem):
-            print(item.tick, item.car, item.values["tyre_temp_lf_middle"])
-        elif isinstance(item, StateItem):
-            print("connection", item.state, "via", item.transport)
+    async with Client("http://127.0.0.1:8000", cars=[24, 48], groups=["tyres"]) as client:
+        async for item in client:
+            if isinstance(item, FrameItem):
+                print(item.tick, item.car, item.values["tyre_temp_lf_middle"])
+            elif isinstance(item, StateItem):
+                print("connection", item.state, "via", item.transport)
 
 Resume later from where it was: ``Client(url, ..., cursor=client.cursor)``.
 See docs/protocol.md for the wire protocol.
@@ -30,7 +36,6 @@ See docs/protocol.md for the wire protocol.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import random
@@ -38,13 +43,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
-import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from broadcast.decoder import EventItem, FrameItem, Item, NoticeItem, StateItem, StreamDecoder
-from broadcast.protocol import SUBPROTOCOL, BroadcastError, Cursor, ProtocolError
+from broadcast.decoder import Item, NoticeItem, StateItem, StreamDecoder
+from broadcast.protocol import SUBPROTOCOL, Cursor, ProtocolError
 from broadcast.transports import (
     FATAL_CLOSE_CODES,
     FATAL_STATUSES,
@@ -53,29 +57,22 @@ from broadcast.transports import (
     UpgradeRefused,
     node_urls,
 )
+from slipstream.client.http import ClientError, HttpTransports
 
-__all__ = ["Client", "ClientError", "EventItem", "FrameItem", "Item", "NoticeItem", "StateItem"]
+__all__ = ["Client", "ClientError"]
 
 logger = logging.getLogger(__name__)
 TRANSPORTS = ("auto", "ws", "sse", "poll")
 
 
-class ClientError(BroadcastError):
-    """The node refused the subscription or the token; retrying as is cannot help."""
+def _refusal(exc: ConnectionClosed) -> ClientError | None:
+    """The refusal a close stands for (4001/4003/4004), or None when retrying may help."""
+    if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
+        return ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}")
+    return None
 
 
-async def _until_closed(ws: ClientConnection) -> AsyncIterator[str | bytes]:
-    """The connection's messages; a close that retrying cannot fix raises ClientError."""
-    try:
-        async for data in ws:
-            yield data
-    except ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code in FATAL_CLOSE_CODES:
-            raise ClientError(f"closed by the node: {exc.rcvd.code} {exc.rcvd.reason}") from None
-        raise
-
-
-class Client:
+class Client(HttpTransports):
     """A fan's connection to a broadcast node (see module doc).
 
     Args:
@@ -135,6 +132,9 @@ class Client:
         self._poll_keyframe = False
         self._closed = False
         self._acked = asyncio.Event()
+        self._wake = asyncio.Event()
+        #: The node's reason for refusing (None unless ``suspended`` by a refusal).
+        self.refusal: str | None = None
 
     @property
     def cursor(self) -> Cursor | None:
@@ -149,9 +149,21 @@ class Client:
     def __aiter__(self) -> AsyncIterator[Item]:
         return self._run()
 
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from the next connection; a client suspended by a refusal retries."""
+        self.token = token
+        self._wake.set()
+
     async def close(self) -> None:
-        """Stop; the iterator ends."""
+        """Stop, telling the node (a WebSocket close 1000); the iterator ends."""
         self._closed = True
+        self._wake.set()
         if self._ws is not None:
             await self._ws.close()
         if self._sse_response is not None:
@@ -179,6 +191,7 @@ class Client:
         self.cars = list(cars) if cars is not None else None
         self.groups = list(groups) if groups is not None else None
         self.codec = codec or self.codec
+        self._wake.set()  # a client suspended by a refusal tries the new subscription
         if self._ws is not None and self._mode == "ws":
             self._acked.clear()
             await self._ws.send(json.dumps(self._subscription(resume=False)))
@@ -245,8 +258,20 @@ class Client:
             except TryWebSocket:
                 self._mode = "ws"
                 continue
-            except ClientError:
-                raise
+            except ClientError as exc:
+                if self._closed:
+                    return
+                # Retrying as is cannot help: wait for a new token (or subscription).
+                self.refusal = str(exc)
+                logger.warning("the node refused: %s; suspended", exc)
+                self._wake.clear()
+                yield StateItem("suspended", self._mode, self.refusal, refused=True)
+                await self._wake.wait()
+                self.refusal = None
+                attempt, failing_since = 0, None
+                if self.transport == "auto":
+                    self._mode = "ws"
+                continue
             except (
                 OSError,
                 ConnectionClosed,
@@ -302,181 +327,34 @@ class Client:
             raise UpgradeRefused(str(exc)) from exc
         self._ws = ws
         try:
-            self.decoder.feed(await ws.recv(decode=False))
-            await ws.send(json.dumps(self._subscription(resume=True)))
-            yield StateItem("connected", "ws")
-            asked = False
-            async for data in _until_closed(ws):
-                if isinstance(data, str):
-                    continue
-                acks = self.decoder.acks
-                items = self._items(data)
-                if self.decoder.acks != acks:
-                    self._acked.set()
-                for item in items:
-                    yield item
-                if self.decoder.needs_keyframe and not asked:
-                    await ws.send('{"op": "keyframe"}')
-                    asked = True
-                elif not self.decoder.needs_keyframe:
-                    asked = False
+            # A refusal may come at any point, before the hello included.
+            try:
+                self.decoder.feed(await ws.recv(decode=False))
+                await ws.send(json.dumps(self._subscription(resume=True)))
+                yield StateItem("connected", "ws")
+                asked = False
+                async for data in ws:
+                    if isinstance(data, str):
+                        continue
+                    acks = self.decoder.acks
+                    items = self._items(data)
+                    if self.decoder.acks != acks:
+                        self._acked.set()
+                    for item in items:
+                        yield item
+                    if self.decoder.needs_keyframe and not asked:
+                        await ws.send('{"op": "keyframe"}')
+                        asked = True
+                    elif not self.decoder.needs_keyframe:
+                        asked = False
+            except ConnectionClosed as exc:
+                refusal = _refusal(exc)
+                if refusal is not None:
+                    raise refusal from None
+                raise
+            # The iterator ends without an exception on a normal close (1000/1001).
+            if ws.close_code in FATAL_CLOSE_CODES:
+                raise ClientError(f"closed by the node: {ws.close_code} {ws.close_reason}")
         finally:
             self._ws = None
             await ws.close()
-
-    def _query(self) -> dict[str, str]:
-        """Query parameters of a poll or a stream: the subscription and the cursor."""
-        params: dict[str, str] = {}
-        if self.cars is not None:
-            params["cars"] = ",".join(map(str, self.cars))
-        if self.groups is not None:
-            params["groups"] = ",".join(self.groups)
-        if self.codec is not None:
-            params["codec"] = self.codec
-        cursor = self.cursor
-        if cursor is not None:
-            params["race"], params["cursor"] = cursor.race, str(cursor.tick)
-        fresh = self.decoder.cursor is None and cursor is not None
-        if fresh or self.decoder.needs_keyframe or self._poll_keyframe:
-            params["keyframe"] = "1"
-        self._poll_keyframe = False
-        return params
-
-    async def _stream_post(self, stream_id: str, message: dict[str, Any], timeout_s: float) -> None:
-        """Send a control message to an SSE stream (``POST /v1/stream/{id}/subscribe``)."""
-        url = f"{self.base_url}/v1/stream/{stream_id}/subscribe"
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with (
-            aiohttp.ClientSession(headers=self._headers()) as http,
-            http.post(url, json=message, timeout=timeout) as resp,
-        ):
-            if resp.status == 400:
-                body = await resp.json(content_type=None)
-                raise ClientError(f"{body.get('code')}: {body.get('message')}")
-            if resp.status == 404:
-                raise aiohttp.ClientConnectionError("the stream has ended")
-            resp.raise_for_status()
-
-    async def _sse(self) -> AsyncIterator[Item]:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        connected = False
-        # A large read buffer: one event (a base64 keyframe) is one line.
-        async with aiohttp.ClientSession(headers=self._headers(), read_bufsize=1 << 22) as http:
-            try:
-                async with asyncio.timeout(self.open_timeout_s):
-                    resp = await http.get(
-                        f"{self.base_url}/v1/stream",
-                        params=self._query(),
-                        headers={"Accept": "text/event-stream"},
-                        timeout=aiohttp.ClientTimeout(total=None),
-                    )
-            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-                # No answer (a proxy holding or cutting the stream) is a refusal too.
-                raise StreamRefused(f"{type(exc).__name__}: {exc}") from exc
-            async with resp:
-                if resp.status == 400 or resp.status in FATAL_STATUSES:
-                    body = await resp.json(content_type=None)
-                    raise ClientError(f"{body.get('code')}: {body.get('message')}")
-                if resp.status >= 500 or resp.status == 429:
-                    resp.raise_for_status()
-                if resp.status != 200 or resp.content_type != "text/event-stream":
-                    raise StreamRefused(f"HTTP {resp.status} {resp.content_type}")
-                retry_at = started + self.ws_retry_s if self.transport == "auto" else None
-                self._sse_response = resp
-                try:
-                    async for item in self._sse_items(
-                        resp, loop.time() + self.open_timeout_s, retry_at
-                    ):
-                        connected = True
-                        yield item
-                except (OSError, aiohttp.ClientError) as exc:
-                    if not connected:
-                        raise StreamRefused(f"{type(exc).__name__}: {exc}") from exc
-                    raise
-                finally:
-                    self._stream_id = None
-                    self._sse_response = None
-
-    async def _sse_items(
-        self, resp: aiohttp.ClientResponse, hello_deadline: float, retry_at: float | None
-    ) -> AsyncIterator[Item]:
-        """Items of an open SSE response (see docs/protocol.md, HTTP streaming).
-
-        Raises:
-            TryWebSocket: At ``retry_at`` (the stream is resumed on the WebSocket).
-        """
-        loop = asyncio.get_running_loop()
-        data: list[bytes] = []
-        asked = False
-        idle_s = self.open_timeout_s
-        while not self._closed:
-            # Before the hello: a proxy holding the stream back; after: a dead peer
-            # (the node sends a heartbeat comment every heartbeat_s).
-            deadline = hello_deadline if self._stream_id is None else loop.time() + idle_s
-            retry = self._stream_id is not None and retry_at is not None and retry_at < deadline
-            try:
-                async with asyncio.timeout_at(retry_at if retry else deadline):
-                    line = await resp.content.readline()
-            except TimeoutError:
-                if retry:
-                    raise TryWebSocket from None
-                if self._stream_id is None:
-                    raise StreamRefused("no event in time (a proxy buffering it?)") from None
-                raise
-            if not line:
-                if self._stream_id is None:
-                    raise StreamRefused("the stream ended before its first event")
-                return  # the node or a proxy ended it: reconnect and resume
-            line = line.rstrip(b"\r\n")
-            if line and not line.startswith(b"data:"):
-                continue  # id:, retry: (the cursor is ours) and comments (heartbeats)
-            if line:
-                data.append(line[5:].lstrip(b" "))
-                continue
-            if not data:
-                continue
-            message = base64.b64decode(b"".join(data))
-            data.clear()
-            if self._stream_id is None:
-                self.decoder.feed(message)
-                hello = self.decoder.hello or {}
-                if not hello.get("stream"):
-                    raise ProtocolError("malformed", "the stream's first event is not its hello")
-                self._stream_id = str(hello["stream"])
-                idle_s = 2 * float(hello.get("heartbeat_s", 20.0)) + self.open_timeout_s
-                yield StateItem("connected", "sse")
-                continue
-            for item in self._items(message):
-                yield item
-            if self.decoder.needs_keyframe and not asked:
-                await self._stream_post(self._stream_id, {"op": "keyframe"}, self.open_timeout_s)
-                asked = True
-            elif not self.decoder.needs_keyframe:
-                asked = False
-
-    async def _poll(self) -> AsyncIterator[Item]:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        hold_s = 25.0
-        async with aiohttp.ClientSession(headers=self._headers()) as http:
-            connected = False
-            while not self._closed:
-                params = self._query()
-                timeout = aiohttp.ClientTimeout(total=hold_s + self.open_timeout_s)
-                async with http.get(
-                    f"{self.base_url}/v1/poll", params=params, timeout=timeout
-                ) as resp:
-                    if resp.status == 400 or resp.status in FATAL_STATUSES:
-                        body = await resp.json(content_type=None)
-                        raise ClientError(f"{body.get('code')}: {body.get('message')}")
-                    resp.raise_for_status()
-                    payload = msgpack.unpackb(await resp.read(), raw=False)
-                if not connected:
-                    connected = True
-                    yield StateItem("connected", "poll")
-                for data in payload["m"]:
-                    for item in self._items(data):
-                        yield item
-                if self.transport == "auto" and loop.time() - started >= self.ws_retry_s:
-                    raise TryWebSocket

@@ -1,5 +1,5 @@
 // The browser decoders against the shared vectors (tests/fixtures/codec_vectors.json),
-// which the Python suite reads too.  Run: cd web && npm ci && npm test
+// which the Python suite reads too.  Run: cd clients/js && npm ci && npm test
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -9,7 +9,7 @@ import { CodecError, MISSING, decodeDelta, decodeKeyframe, setVcdiffDecoder } fr
 setVcdiffDecoder(ablyDecode);
 
 const fixture = JSON.parse(
-  readFileSync(new URL("../../tests/fixtures/codec_vectors.json", import.meta.url), "utf8"),
+  readFileSync(new URL("../../../tests/fixtures/codec_vectors.json", import.meta.url), "utf8"),
 );
 
 function hex(s) {

@@ -1,5 +1,5 @@
 // The page passes its ?token= to the node and stops on a refused token (docs/security.md).
-// Run: cd web && npm test
+// Run: cd clients/js && npm test
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FATAL_CLOSE_CODES, Stream, wsUrl } from "../src/stream.js";
@@ -29,7 +29,7 @@ for (const code of [...FATAL_CLOSE_CODES, 1006]) {
     FakeSocket.made = [];
     const states = [];
     const stream = new Stream({
-      url: "ws://node/ws?token=t", name: "t", catalogue: null, storage: null,
+      url: "ws://node/ws?token=t", name: "t", catalogue: null, storage: null, fallback: false,
       onState: (state, detail) => states.push([state, detail]),
     });
     stream.start();
@@ -38,7 +38,7 @@ for (const code of [...FATAL_CLOSE_CODES, 1006]) {
     stream.close();
     if (FATAL_CLOSE_CODES.includes(code)) {
       assert.equal(state, "suspended");
-      assert.equal(detail, "token expired");
+      assert.equal(detail, `${code} token expired`);
     } else {
       assert.equal(state, "reconnecting");
     }

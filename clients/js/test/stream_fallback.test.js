@@ -1,12 +1,11 @@
 // The page's transport ladder (docs/protocol.md): a WebSocket that never opens steps
 // down to HTTP streaming, a stream with no hello in time steps down to long-polling,
-// and a probe WebSocket that opens brings the stream back up.  Run: cd web && npm test
+// and a probe WebSocket that opens brings the stream back up.  Fakes, no node: the
+// same behaviour against a real node is in live.test.js.  Run: cd clients/js && npm test
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as MessagePack from "@msgpack/msgpack";
+import { encode } from "@msgpack/msgpack";
 import { Stream } from "../src/stream.js";
-
-globalThis.MessagePack = MessagePack;
 
 class FakeSocket {
   static OPEN = 1;
@@ -28,32 +27,44 @@ class FakeSocket {
   }
 }
 
-class FakeEventSource {
+/** The event stream's fetch: a held text/event-stream response the test writes to. */
+class FakeEventStream {
   static made = [];
-  constructor(url) {
+  constructor(url, init) {
     this.url = url;
     this.closed = false;
-    FakeEventSource.made.push(this);
+    this.response = new Response(
+      new ReadableStream({
+        start: (controller) => {
+          this.controller = controller;
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+    init.signal.addEventListener("abort", () => {
+      this.closed = true;
+      this.controller.error(new DOMException("aborted", "AbortError"));
+    });
+    FakeEventStream.made.push(this);
   }
-  close() {
-    this.closed = true;
-  }
-  emit(obj) {
-    this.onmessage({ data: Buffer.from(MessagePack.encode(obj)).toString("base64") });
+  async emit(obj) {
+    const data = Buffer.from(encode(obj)).toString("base64");
+    this.controller.enqueue(new TextEncoder().encode(`data: ${data}\n\n`));
+    await wait(10); // read by the stream's loop
   }
 }
 
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function setup(options = {}) {
+function setup(options = {}, answer = () => new Promise(() => {})) {
   globalThis.WebSocket = FakeSocket;
-  globalThis.EventSource = FakeEventSource;
   FakeSocket.made = [];
-  FakeEventSource.made = [];
+  FakeEventStream.made = [];
   const fetched = [];
   globalThis.fetch = (url, init) => {
+    if (new URL(url).pathname === "/v1/stream") return Promise.resolve(new FakeEventStream(String(url), init).response);
     fetched.push({ url: String(url), init });
-    return new Promise(() => {}); // held, like a long-poll with nothing new
+    return answer(url, init); // default: held, like a long-poll with nothing new
   };
   const states = [];
   const stream = new Stream({
@@ -70,14 +81,14 @@ test("refused WebSocket -> SSE with the subscription in the query; a probe climb
   stream.start();
   FakeSocket.made[0].onclose({ code: 1006, reason: "" }); // never opened: refused
   assert.equal(stream.transport, "sse");
-  const source = FakeEventSource.made[0];
+  const source = FakeEventStream.made[0];
   const url = new URL(source.url);
   assert.equal(url.pathname, "/v1/stream");
   assert.equal(url.protocol, "http:");
   assert.equal(url.searchParams.get("cars"), "24");
   assert.equal(url.searchParams.get("groups"), "timing");
   assert.equal(url.searchParams.get("token"), "t");
-  source.emit({ t: "hello", stream: "abc", subscribe: "/v1/stream/abc/subscribe", tick: 5 });
+  await source.emit({ t: "hello", stream: "abc", subscribe: "/v1/stream/abc/subscribe", tick: 5 });
   assert.deepEqual(states[states.length - 1], ["connected", "sse"]);
   // A subscription change is a POST naming the stream.
   stream.setCars([7]);
@@ -102,7 +113,7 @@ test("a stream with no hello in time -> long-poll; a lost poll starts again from
   FakeSocket.made[0].onclose({ code: 1006, reason: "" });
   assert.equal(stream.transport, "sse");
   await wait(80); // connectTimeoutMs: a proxy holds the stream back
-  assert.ok(FakeEventSource.made[0].closed);
+  assert.ok(FakeEventStream.made[0].closed);
   assert.equal(stream.transport, "poll");
   assert.equal(fetched.length, 1);
   const poll = new URL(fetched[0].url);
@@ -112,7 +123,7 @@ test("a stream with no hello in time -> long-poll; a lost poll starts again from
   assert.ok(fetched[0].init.signal.aborted, "closing aborts the held poll");
 });
 
-test("without EventSource (or fallback: false) a refused WebSocket just reconnects", () => {
+test("with fallback: false a refused WebSocket just reconnects", () => {
   const { stream, states } = setup({ fallback: false });
   stream.start();
   FakeSocket.made[0].onclose({ code: 1006, reason: "" });
@@ -122,18 +133,17 @@ test("without EventSource (or fallback: false) a refused WebSocket just reconnec
 });
 
 test("a subscribe POST answered 404 reconnects the stream with the new cars", async () => {
-  const { stream, states } = setup({ connectTimeoutMs: 1000 });
-  globalThis.fetch = async () => ({ status: 404 });
+  const { stream, states } = setup({ connectTimeoutMs: 1000 }, async () => ({ status: 404 }));
   stream.start();
   FakeSocket.made[0].onclose({ code: 1006, reason: "" });
-  FakeEventSource.made[0].emit({ t: "hello", stream: "abc", tick: 5 });
+  await FakeEventStream.made[0].emit({ t: "hello", stream: "abc", tick: 5 });
   stream.setCars([7]);
   await wait(10);
-  assert.ok(FakeEventSource.made[0].closed);
+  assert.ok(FakeEventStream.made[0].closed);
   assert.equal(states[states.length - 1][0], "reconnecting");
   await wait(400); // backoff, then the ladder again: WebSocket first
   FakeSocket.made[FakeSocket.made.length - 1].onclose({ code: 1006, reason: "" });
-  const again = new URL(FakeEventSource.made[FakeEventSource.made.length - 1].url);
+  const again = new URL(FakeEventStream.made[FakeEventStream.made.length - 1].url);
   assert.equal(again.searchParams.get("cars"), "7");
   stream.close();
 });
