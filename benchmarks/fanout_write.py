@@ -260,6 +260,43 @@ def _table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def summarize(results: list[RunResult]) -> list[dict[str, Any]]:
+    """Per variant over its repeats: median, min and max µs/message, and ratios of medians."""
+    by_variant: dict[str, list[float]] = {}
+    for r in results:
+        by_variant.setdefault(r.variant, []).append(r.cpu_us_per_message)
+    medians = {v: statistics.median(xs) for v, xs in by_variant.items()}
+    floor = medians.get("floor")
+    bare = medians.get("websockets-broadcast")
+    return [
+        {
+            "variant": v,
+            "runs": len(xs),
+            "cpu_us_per_message_median": medians[v],
+            "cpu_us_per_message_min": min(xs),
+            "cpu_us_per_message_max": max(xs),
+            "ratio_to_floor": medians[v] / floor if floor else None,
+            "ratio_to_websockets_broadcast": medians[v] / bare if bare else None,
+        }
+        for v, xs in by_variant.items()
+    ]
+
+
+def _summary_table(summary: list[dict[str, Any]]) -> str:
+    head = f"{'variant':<21} {'runs':>4} {'median µs':>9} {'min':>6} {'max':>6} {'x floor':>8}"
+    head += f" {'x websockets':>12}"
+    lines = [head, "-" * len(head)]
+    for row in summary:
+        to_floor, to_bare = row["ratio_to_floor"], row["ratio_to_websockets_broadcast"]
+        lines.append(
+            f"{row['variant']:<21} {row['runs']:>4} {row['cpu_us_per_message_median']:>9.2f}"
+            f" {row['cpu_us_per_message_min']:>6.2f} {row['cpu_us_per_message_max']:>6.2f}"
+            f" {'' if to_floor is None else f'{to_floor:.2f}':>8}"
+            f" {'' if to_bare is None else f'{to_bare:.2f}':>12}"
+        )
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.fanout_write",
@@ -321,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     end_load = loadavg()
     print()
     print(_table(results))
+    summary = summarize(results)
+    print()
+    print(_summary_table(summary))
     print(
         f"loadavg start {_loads(start_load)}, end {_loads(end_load)}: the CPU figures are"
         " the server process's own time, but a busy machine still costs it caches and"
@@ -340,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "see loadavg_before/after per run",
             "settings": {k: v for k, v in vars(args).items() if k != "json"},
             "variants": VARIANTS,
+            "summary": summary,
             "runs": [asdict(r) for r in results],
             "errors": errors,
         }

@@ -75,6 +75,7 @@ def test_every_variant_delivers_every_message(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert document["errors"] == {}
     assert {"machine", "loadavg_start", "loadavg_end", "settings", "command"} <= set(document)
+    assert {row["variant"] for row in document["summary"]} == set(VARIANTS)
     assert document["machine"]["packages"]["picows"]
     runs = {run["variant"]: run for run in document["runs"]}
     assert set(runs) == set(VARIANTS)
