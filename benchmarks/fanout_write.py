@@ -94,6 +94,7 @@ class _Processes:
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self.named: list[tuple[str, BaseProcess, Connection]] = []
+        self._done: set[int] = set()
 
     def start(self, name: str, target: Any, *args: Any) -> Connection:
         parent, child = self._ctx.Pipe()
@@ -103,14 +104,21 @@ class _Processes:
         self.named.append((name, process, parent))
         return parent
 
+    def done(self, pipe: Connection) -> None:
+        """``pipe``'s process has sent its last message and may exit from now on."""
+        self._done.add(id(pipe))
+
     def _check(self) -> None:
         for name, process, pipe in self.named:
-            if not process.is_alive():
+            if not process.is_alive() and id(pipe) not in self._done:
                 detail = ""
-                while pipe.poll():
-                    message = pipe.recv()
-                    if message[0] == "error":
-                        detail = ": " + message[1]
+                try:
+                    while pipe.poll():
+                        message = pipe.recv()
+                        if message[0] == "error":
+                            detail = ": " + message[1]
+                except (EOFError, OSError):
+                    pass
                 raise BenchError(f"{name} exited (code {process.exitcode}){detail}")
 
     def expect(self, pipe: Connection, kind: str, timeout_s: float = _STEP_TIMEOUT_S) -> Any:
@@ -120,12 +128,23 @@ class _Processes:
             self._check()
             if time.monotonic() > deadline:
                 raise BenchError(f"no {kind!r} within {timeout_s:.0f} s")
-        message = pipe.recv()
+        try:
+            message = pipe.recv()
+        except (EOFError, OSError):
+            # The other end is gone: say which process died, and how, if it can be told.
+            self._await_exit(pipe)
+            self._check()
+            raise BenchError(f"a process closed its pipe while {kind!r} was awaited") from None
         if message[0] == "error":
             raise BenchError(message[1])
         if message[0] != kind:
             raise BenchError(f"expected {kind!r}, got {message[:2]!r}")
         return message
+
+    def _await_exit(self, pipe: Connection) -> None:
+        for _name, process, other in self.named:
+            if other is pipe:
+                process.join(2.0)
 
     def stop(self) -> None:
         for _name, process, _pipe in self.named:
@@ -181,6 +200,7 @@ def run_variant(variant: str, fans: int, ticks: int, warmup: int, payload: bytes
         for pipe in clients:
             pipe.send(("close",))
             stats.append(processes.expect(pipe, "stats")[1])
+            processes.done(pipe)
         server.send(("stop",))
     finally:
         processes.stop()
