@@ -101,3 +101,68 @@ def compared_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         a, b = _figure(result, (name,)), _figure(base, (name,))
         rows.append((name, _fmt(a, 1), _fmt(b, 1), ""))
     return rows
+
+
+def _compared_steps(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = [r for r in summary.get("steps", []) if "baseline" in r and "ratios" in r]
+    return sorted(steps, key=lambda r: r["subscribers"])
+
+
+def _cell(result: dict[str, Any], name: str, path: tuple[str, ...], digits: int) -> str:
+    a, b = _figure(result, path), _figure(result["baseline"], path)
+    return f"{_fmt(a, digits)} / {_fmt(b, digits)} / {_fmt(result['ratios'][name], 2)}"
+
+
+def goal_row(summary: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    """The goal row "server CPU per update <= 0.75x the bare broadcaster's" (None: no baseline)."""
+    steps = _compared_steps(summary)
+    if not steps:
+        return None
+    parts, met = [], []
+    for r in steps:
+        ratio = r["ratios"]["server_cpu_us_per_update"]
+        parts.append(f"{_fmt(ratio, 2)}x at N={r['subscribers']}")
+        met.append(ratio is not None and ratio <= 0.75)
+    verdict = "met" if all(met) else "met at some N" if any(met) else "not met"
+    return ("WebSocket server CPU per update vs a bare websockets.broadcast() server, "
+            "same sitting", "<= 0.75x", "; ".join(parts), verdict)  # fmt: skip
+
+
+def report_section(summary: dict[str, Any]) -> list[str]:
+    """REPORT.md lines: every WebSocket step beside its baseline run (none without one)."""
+    steps = _compared_steps(summary)
+    if not steps:
+        return []
+    header = ["N", "node loop / processes", "baseline loop", "CPU µs/update", "p50 ms", "p99 ms",
+              "delivered %", "updates/s", "KB/conn", "order"]  # fmt: skip
+    rows = []
+    for r in steps:
+        ratio = r["ratios"]
+        delivered = (f"{100 * r['delivered_ratio']:.2f} / "
+                     f"{100 * r['baseline']['delivered_ratio']:.2f} / "
+                     f"{_fmt(ratio['delivered_ratio'], 3)}")  # fmt: skip
+        rows.append([
+            r["subscribers"], f"{r['server']['loop']} / {r['server']['workers']}",
+            r["baseline"]["server"]["loop"],
+            _cell(r, "server_cpu_us_per_update", ("server_cpu_us_per_update",), 2),
+            _cell(r, "latency_p50_ms", ("latency_ms", "p50"), 1),
+            _cell(r, "latency_p99_ms", ("latency_ms", "p99"), 1), delivered,
+            _cell(r, "updates_per_s", ("updates_per_s",), 0),
+            _cell(r, "server_rss_per_connection_kb", ("server_rss_per_connection_kb",), 1),
+            " then ".join(r.get("order", [])),
+        ])  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [
+        "## Beside a bare websockets.broadcast() server (same sitting)",
+        "",
+        "Each WebSocket step ran twice, one run after the other with the same race, "
+        "subscription, load generators and window: the node, then a bare "
+        "`websockets.broadcast()` server (websockets' asyncio API, compression off, its own "
+        "process) sending every 500 ms the bytes the node sends a live fan for that tick "
+        "(built by the node's own tick assembler and encoder, `ts` = its emission time). "
+        "Cells read node / baseline / node ÷ baseline.",
+        "",
+        *lines,
+        "",
+    ]

@@ -107,6 +107,10 @@ def goals(summary: dict[str, Any], default_codec: str) -> list[tuple[str, str, s
         rows.append(("One node process near the socket cap (~19,990) at 2 Hz",
                      "p99 <= 250 ms", f"N={top['subscribers']}: p99 {p99} ms",
                      "met" if near and p99 <= 250 else "not met"))  # fmt: skip
+    from slipstream.bench.compare import goal_row
+
+    if (row := goal_row(summary)) is not None:
+        rows.append(row)
     ws_default = _codec_run(summary, "ws", default_codec)
     poll_full = _codec_run(summary, "poll", "full")
     if ws_default and poll_full:
@@ -233,6 +237,7 @@ def _kernels(path: Path) -> list[str]:
 def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None:
     """Write the markdown report of a sweep."""
     from broadcast.config import BroadcastConfig
+    from slipstream.bench.compare import report_section
 
     default_codec = BroadcastConfig().default_codec
     m = machine()
@@ -260,6 +265,10 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "slipstream bench fanout --transport ws --subscribers 1000 --duration 20 --json ws.json",
         "slipstream bench fanout --transport poll --subscribers 1000 --duration 20 "
         "--json poll.json",
+        "slipstream bench fanout --transport ws --subscribers 10000 --duration 10 --baseline "
+        "--json ws-vs-baseline.json",
+        "slipstream bench fanout --transport ws --subscribers 35000 --workers 2 "
+        "--json whole-box.json",
         "```",
         "",
         "## What is measured",
@@ -312,6 +321,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "",
         _table(_RUN_HEADER, [_run_row(r) for r in summary["steps"]]),
         "",
+        *report_section(summary),
         "## The node's own timers (no profiler)",
         "",
         "Wall-clock timers of the node itself. WebSocket write = time inside the node's "
