@@ -356,6 +356,7 @@ def run_fanout(
             machine_busy_s=end_machine - start_machine,
         )
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        result["nice"] = os.nice(0)  # of every process of the run (inherited)
         result["generator_cpu_pct_each"] = [
             round(100 * (e - s) / window_s, 1) for s, e in zip(start_gens, end_gens, strict=True)
         ]
