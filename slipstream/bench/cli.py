@@ -137,6 +137,12 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="event loop of the node process(es) (default uvloop when installed, else asyncio)",
     )
+    p.add_argument(
+        "--generator-loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop of the load-generator processes (default asyncio)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures of a run as JSON")
     p.add_argument(
         "--profile",
@@ -279,11 +285,13 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
     loop = validate_loop(args.loop or default_loop())
     validate_loop(args.baseline_loop)
+    validate_loop(args.generator_loop)
     if args.baseline and (args.transport != "ws" and not args.sweep):
         raise ConfigError("--baseline is a WebSocket broadcaster: use it with --transport ws")
     try:
         base = FanoutConfig(
             transport=args.transport, workers=args.workers, loop=loop,
+            generator_loop=args.generator_loop,
             subscribers=args.subscribers, duration_s=args.duration,
             warmup_s=args.warmup, codec=args.codec, node_codec=args.node_codec,
             follow_cars=args.cars, groups=groups, generators=args.generators,

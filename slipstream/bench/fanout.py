@@ -71,6 +71,7 @@ class FanoutConfig:
         workers: Node processes sharing the port with SO_REUSEPORT.
         loop: Event loop of the server processes, ``asyncio`` or ``uvloop``
             ("" = uvloop when importable).
+        generator_loop: Event loop of the load-generator processes.
         subscribers: Subscribers to open.
         duration_s: Length of the measurement window.
         warmup_s: Ticks skipped between "everyone connected" and the window.
@@ -92,6 +93,7 @@ class FanoutConfig:
     server: str = "slipstream"
     workers: int = 1
     loop: str = ""
+    generator_loop: str = "asyncio"
     subscribers: int = 1000
     duration_s: float = 20.0
     warmup_s: float = 2.0
@@ -123,8 +125,8 @@ class FanoutConfig:
             raise ValueError(f"server must be slipstream or baseline, got {self.server!r}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}")
-        if self.loop and self.loop not in LOOPS:
-            raise ValueError(f"loop must be asyncio or uvloop, got {self.loop!r}")
+        if (self.loop and self.loop not in LOOPS) or self.generator_loop not in LOOPS:
+            raise ValueError("event loops are asyncio or uvloop")
         if self.server == "baseline" and (self.transport != "ws" or self.workers != 1):
             raise ValueError("the baseline is one WebSocket broadcaster: transport ws, 1 worker")
         if self.generator_count > self.subscribers:
@@ -287,7 +289,7 @@ def run_fanout(
                 cfg.transport, "127.0.0.1", port, share, _ADAPTER, sub,
                 local_host=f"127.{base}.{int(time.time()) % 250}.{k + 1}",
                 connect_concurrency=cfg.connect_concurrency,
-                max_runtime_s=cfg.race_seconds() + 120,
+                max_runtime_s=cfg.race_seconds() + 120, loop=cfg.generator_loop,
             )  # fmt: skip
             conn = procs.start(generator_main, spec, f"bench-generator-{k}")
             gen_state[conn] = GenState(procs.items[-1][0].pid or 0)

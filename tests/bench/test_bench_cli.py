@@ -25,7 +25,8 @@ def test_help_describes_the_benchmark(capsys: pytest.CaptureFixture[str]) -> Non
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--transport", "--subscribers", "--duration", "--json", "--sweep", "--steps",
-                 "--baseline", "--baseline-loop", "--workers", "--loop"):  # fmt: skip
+                 "--baseline", "--baseline-loop", "--workers", "--loop",
+                 "--generator-loop"):  # fmt: skip
         assert flag in text
 
 
@@ -113,10 +114,12 @@ def test_baseline_runs_in_the_same_sitting(tmp_path: Path) -> None:
 
 
 def test_workers_share_the_port_and_the_feed(tmp_path: Path) -> None:
-    result, proc = _bench(tmp_path, "--workers", "2", "--loop", "asyncio")
+    result, proc = _bench(tmp_path, "--workers", "2", "--loop", "asyncio",
+                          "--generator-loop", "uvloop")  # fmt: skip
     _every_tick_delivered(result)
     server = result["server"]
     assert server["workers"] == 2 and server["loop"] == "asyncio"
+    assert result["config"]["generator_loop"] == "uvloop"
     # The kernel spread the fans over both workers, and both served them every tick.
     assert len(server["fans_each"]) == 2 and sum(server["fans_each"]) == 20
     assert all(n > 0 for n in server["fans_each"])
