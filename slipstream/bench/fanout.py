@@ -82,7 +82,9 @@ class FanoutConfig:
         groups: Channel groups subscribed (empty = every group).
         race_cars: Cars in the simulated race.
         generators: Generator processes (0 = one per 10,000 subscribers).
-        connect_concurrency: Connections each generator opens at once.
+        connect_concurrency: Connections opened at once, over all generators
+            (a node short of CPU otherwise queues handshakes past the clients'
+            timeout, and their retries keep it there).
         grace_s: Longest wait after the window for late deliveries.
         poll_hold_s: The node's long-poll hold.
         profile_path: cProfile stats of the node over the window go here.
@@ -288,7 +290,7 @@ def run_fanout(
             spec = GeneratorSpec(
                 cfg.transport, "127.0.0.1", port, share, _ADAPTER, sub,
                 local_host=f"127.{base}.{int(time.time()) % 250}.{k + 1}",
-                connect_concurrency=cfg.connect_concurrency,
+                connect_concurrency=max(1, cfg.connect_concurrency // count),
                 max_runtime_s=cfg.race_seconds() + 120, loop=cfg.generator_loop,
             )  # fmt: skip
             conn = procs.start(generator_main, spec, f"bench-generator-{k}")

@@ -30,7 +30,7 @@ from typing import Any
 
 from slipstream.bench.adapter import Subscription, WireAdapter
 from slipstream.bench.loadgen import LoadGenerator
-from slipstream.bench.loops import run_on
+from slipstream.bench.loops import pipe_send, run_on
 
 __all__ = ["GeneratorSpec", "generator_main", "load_adapter"]
 
@@ -106,7 +106,7 @@ async def _run(spec: GeneratorSpec, conn: Connection) -> None:
 
     def send(message: tuple[Any, ...]) -> None:
         try:
-            conn.send(message)
+            pipe_send(conn, message)
         except (BrokenPipeError, ConnectionResetError, EOFError):
             stop.set()
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
 from typing import Any
 
 from slipstream.errors import ConfigError
 
-__all__ = ["LOOPS", "default_loop", "loop_version", "run_on", "validate_loop"]
+__all__ = ["LOOPS", "default_loop", "loop_version", "pipe_send", "run_on", "validate_loop"]
 
 #: Loops a server process can run on.
 LOOPS = ("asyncio", "uvloop")
@@ -51,6 +53,22 @@ def loop_version(name: str) -> str:
     import platform
 
     return f"asyncio (CPython {platform.python_version()})"
+
+
+def pipe_send(conn: Connection, message: Any) -> None:
+    """Send ``message`` whole over a pipe that an event loop watches.
+
+    uvloop makes the file descriptors it watches non-blocking; a message
+    larger than the pipe's buffer (a generator's latencies) would then be
+    cut short.  The descriptor is blocking for the send.
+    """
+    fd = conn.fileno()
+    was_blocking = os.get_blocking(fd)
+    os.set_blocking(fd, True)
+    try:
+        conn.send(message)
+    finally:
+        os.set_blocking(fd, was_blocking)
 
 
 def run_on(name: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:

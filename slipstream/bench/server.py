@@ -45,7 +45,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from slipstream.bench.loops import run_on
+from slipstream.bench.loops import pipe_send, run_on
 from slipstream.bench.race import RaceFrames
 
 __all__ = ["Control", "ServerSpec", "server_main"]
@@ -109,7 +109,7 @@ class Control:
     def send(self, message: tuple[Any, ...]) -> None:
         """Send to the parent; a parent gone away stops the process."""
         try:
-            self.conn.send(message)
+            pipe_send(self.conn, message)
         except (BrokenPipeError, ConnectionResetError, EOFError):
             self.stop.set()
 

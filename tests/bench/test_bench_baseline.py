@@ -138,3 +138,32 @@ def test_ratios_are_node_over_baseline() -> None:
     assert rows[0] == ("", "slipstream", "websockets.broadcast", "ratio")
     assert ("server_cpu_us_per_update", "8.00", "10.00", "0.800") in rows
     assert ("latency_p99_ms", "150.00", "-", "-") in rows
+
+
+def test_pipe_send_keeps_a_large_message_whole_on_a_watched_pipe() -> None:
+    import multiprocessing
+    import os
+    import threading
+
+    from slipstream.bench.loops import pipe_send
+
+    parent, child = multiprocessing.Pipe()
+    big = ("result", bytes(range(256)) * 8192)  # 2 MiB, far past a pipe's buffer
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(parent.recv()), daemon=True)
+    reader.start()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(child.fileno(), lambda: None)
+        # What cut generator results short: uvloop watches the pipe non-blocking.
+        assert not os.get_blocking(child.fileno())
+        pipe_send(child, big)
+        assert not os.get_blocking(child.fileno())
+        loop.remove_reader(child.fileno())
+
+    run_on("uvloop", main)
+    reader.join(10)
+    assert got == [big]
+    parent.close()
+    child.close()
