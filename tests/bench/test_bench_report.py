@@ -113,3 +113,36 @@ def test_headline_quotes_capacity_cpu_and_bytes() -> None:
     assert "WebSocket + sparse (the node's default codec): 130 B = **1/13.3**" in text
     assert "WebSocket + full: 1366 B = **1/1.3**" in text
     assert "long-poll adds 369 B per update over WebSocket with full" in text
+
+
+def _with_baseline(summary: dict[str, Any]) -> dict[str, Any]:
+    from slipstream.bench.compare import ratios
+
+    for step, base_us in zip(summary["steps"][:2], (10.0, 16.0), strict=True):
+        base = _run("ws", step["subscribers"], base_us, step["latency_ms"]["p99"] * 2, kb=30.0)
+        base["server"] = {"loop": "asyncio", "workers": 1}
+        step["server"] = {"loop": "uvloop", "workers": 1}
+        step["baseline"], step["order"] = base, ["slipstream", "baseline"]
+        step["ratios"] = ratios(step, base)
+    return summary
+
+
+def test_report_sets_each_ws_step_beside_its_baseline(tmp_path: Path) -> None:
+    summary = _with_baseline(_summary())
+    rows = {row[0]: row for row in goals(summary, "sparse")}
+    goal = rows[
+        "WebSocket server CPU per update vs a bare websockets.broadcast() server, same sitting"
+    ]
+    assert goal[1:] == ("<= 0.75x", "1.10x at N=1000; 0.62x at N=19000", "met at some N")
+    write_report(summary, [], tmp_path / "REPORT.md")
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## Beside a bare websockets.broadcast() server (same sitting)" in text
+    assert (
+        "| 19000 | uvloop / 1 | asyncio | 10.00 / 16.00 / 0.62 | 66.7 / 133.3 / 0.50 | "
+        "200.0 / 400.0 / 0.50 | 100.00 / 100.00 / 1.000 | 38,000 / 38,000 / 1.00 | "
+        "15.0 / 30.0 / 0.50 | slipstream then baseline |"
+    ) in text
+    # Without baseline runs, neither the goal nor the section appears.
+    plain = tmp_path / "plain.md"
+    write_report(_summary(), [], plain)
+    assert "websockets.broadcast" not in plain.read_text()

@@ -112,3 +112,34 @@ def test_evaluate_judges_again_with_real_time_kept() -> None:
     }  # fmt: skip
     assert [meets(r, Capacity()) for r in steps] == [True, False]
     assert summary["capacity_rule"]["min_realtime_ratio"] == 0.95
+
+
+def test_sweep_with_baseline_pairs_every_websocket_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slipstream.bench.compare import ratios
+
+    paired: list[tuple[int, str]] = []
+
+    def pair(cfg: FanoutConfig, loop: str, race: Path, say: Any) -> dict[str, Any]:
+        paired.append((cfg.subscribers, loop))
+        node, base = _model(cfg, race, say), _model(cfg, race, say)
+        base["server_cpu_us_per_update"] = 20.0
+        for run in (node, base):
+            run["server"] = {"loop": "asyncio", "workers": 1}
+        return {**node, "baseline": base, "order": ["slipstream", "baseline"],
+                "ratios": ratios(node, base)}  # fmt: skip
+
+    monkeypatch.setattr(sweep, "run_fanout", _model)
+    monkeypatch.setattr(sweep, "run_with_baseline", pair)
+    monkeypatch.setattr(sweep, "prepare_race", lambda *a, **k: tmp_path / "race.npz")
+    summary = sweep.run_sweep(
+        FanoutConfig(), (100, 1000), ("ws", "poll"), 5.0, Capacity(1000.0, 0.99), tmp_path,
+        lambda text: None, baseline_loop="asyncio",
+    )  # fmt: skip
+    # Steps only (not codec or profile runs), WebSocket only.
+    assert paired == [(100, "asyncio"), (1000, "asyncio")]
+    ws = [r for r in summary["steps"] if r["transport"] == "ws"]
+    assert all(r["ratios"]["server_cpu_us_per_update"] == 0.5 for r in ws)
+    assert "baseline" not in next(r for r in summary["steps"] if r["transport"] == "poll")
+    assert "## Beside a bare websockets.broadcast() server" in (tmp_path / "REPORT.md").read_text()

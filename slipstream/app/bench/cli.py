@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slipstream.app.bench.fanout import FanoutConfig, run_fanout
+from slipstream.app.bench.compare import compared_rows, run_with_baseline
+from slipstream.app.bench.fanout import MAX_WORKERS, FanoutConfig, run_fanout
+from slipstream.app.bench.loops import LOOPS, default_loop, validate_loop
 from slipstream.app.bench.plots import make_plots
 from slipstream.app.bench.report import headline, write_report
 from slipstream.app.bench.stats import Capacity
@@ -40,12 +42,16 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
     """Add ``slipstream bench fanout``."""
     p = benches.add_parser(
         "fanout",
-        help="WebSocket vs long-poll fan-out: latency, CPU, bytes and memory per subscriber",
+        help="WebSocket, SSE and long-poll fan-out: latency, CPU, bytes and memory per "
+        "subscriber, optionally beside a bare websockets.broadcast() server",
         description="Start a broadcast node fed a simulated race at 2 Hz, open N subscribers "
         "from separate load-generator processes over WebSocket or long-poll, and measure "
         "delivered updates/s, delivery latency (tick emission -> decoded at the client), "
         "server CPU per update, bytes on the wire per update and server memory per "
-        "connection. With --sweep, step N up per transport until p99 latency or delivery "
+        "connection. With --baseline, also run a bare websockets.broadcast() server of the "
+        "same bytes in the same sitting and report the node's figures as ratios to it; with "
+        "--workers N, run the node as N SO_REUSEPORT processes on one port. With --sweep, "
+        "step N up per transport until p99 latency or delivery "
         "fails, and write JSON, PNG plots and REPORT.md. Loopback only; every process "
         "started is stopped at the end.",
     )
@@ -107,6 +113,40 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         default=0,
         metavar="P",
         help="load-generator processes (default: one per 10,000 subscribers)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="WebSocket only: after the node's run, run a bare websockets.broadcast() server "
+        "(asyncio API, compression off, its own process) of the same message bytes with the "
+        "same load generators, and report both and the node's figures as ratios to it",
+    )
+    p.add_argument(
+        "--baseline-loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop of the baseline server (default asyncio)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the node as N processes sharing its port with SO_REUSEPORT, each fed the "
+        "same frames on the same wall-clock schedule; server CPU and memory are summed "
+        f"over them (default 1, at most {MAX_WORKERS})",
+    )
+    p.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=None,
+        help="event loop of the node process(es) (default uvloop when installed, else asyncio)",
+    )
+    p.add_argument(
+        "--generator-loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop of the load-generator processes (default asyncio)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the figures of a run as JSON")
     p.add_argument(
@@ -182,6 +222,7 @@ def _print(result: dict[str, Any]) -> None:
     lat = result["latency_ms"]
     rows = [
         ("transport / codec", f"{result['transport']} / {result['codec']}"),
+        ("node", f"{result['server']['workers']} process(es), {result['server']['loop']} loop"),
         ("subscribers (connected)", f"{result['subscribers']} ({result['connected']})"),
         ("delivered", f"{result['delivered_updates']} of {result['expected_updates']} "
                       f"({100 * result['delivered_ratio']:.2f} %)"),
@@ -202,6 +243,17 @@ def _print(result: dict[str, Any]) -> None:
         sys.stdout.write(f"{name.ljust(width)}  {value}\n")
     for error in result["errors"]:
         sys.stdout.write(f"error seen: {error}\n")
+    if "baseline" in result:
+        order = " then ".join(result["order"])
+        sys.stdout.write(f"\nside by side (same sitting, run {order}; ratio = node / baseline):\n")
+        compared = compared_rows(result)
+        widths = [max(len(row[i]) for row in compared) for i in range(4)]
+        for row in compared:
+            cells = [row[0].ljust(widths[0])]
+            cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+            sys.stdout.write("  ".join(cells).rstrip() + "\n")
+        for error in result["baseline"]["errors"]:
+            sys.stdout.write(f"baseline error seen: {error}\n")
 
 
 def _replot(out: Path, capacity: Capacity) -> int:
@@ -229,9 +281,16 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         if name and name not in CODECS:
             raise ConfigError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+    loop = validate_loop(args.loop or default_loop())
+    validate_loop(args.baseline_loop)
+    validate_loop(args.generator_loop)
+    if args.baseline and (args.transport != "ws" and not args.sweep):
+        raise ConfigError("--baseline is a WebSocket broadcaster: use it with --transport ws")
     try:
         base = FanoutConfig(
-            transport=args.transport, subscribers=args.subscribers, duration_s=args.duration,
+            transport=args.transport, workers=args.workers, loop=loop,
+            generator_loop=args.generator_loop,
+            subscribers=args.subscribers, duration_s=args.duration,
             warmup_s=args.warmup, codec=args.codec, node_codec=args.node_codec,
             follow_cars=args.cars, groups=groups, generators=args.generators,
             profile_path=str(args.profile) if args.profile else None,
@@ -246,12 +305,17 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
         if not transports or any(t not in ("ws", "sse", "poll") for t in transports):
             raise ConfigError("--transports takes ws, sse and/or poll, comma-separated")
         duration = args.duration if "--duration" in sys.argv else 10.0
-        summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress)
+        with_baseline = args.baseline_loop if args.baseline else None
+        summary = run_sweep(base, args.steps, transports, duration, capacity, args.out, _progress,
+                            baseline_loop=with_baseline)  # fmt: skip
 
         for line in headline(summary, summary["steps_codec"]):
             sys.stdout.write(line.replace("**", "") + "\n")
         return 0
-    result = run_fanout(base, progress=_progress)
+    if args.baseline:
+        result = run_with_baseline(base, args.baseline_loop, progress=_progress)
+    else:
+        result = run_fanout(base, progress=_progress)
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,20 @@
-"""The fan-out benchmark: one broadcast node, N subscribers, one transport.
+"""The fan-out benchmark: a broadcast node (or the baseline), N subscribers, one transport.
 
-:func:`run_fanout` starts a broadcast-node process fed a simulated race at
-2 Hz (:mod:`slipstream.app.bench.server`), spreads N subscribers over one or more
+:func:`run_fanout` starts the server processes -- one broadcast node
+(:mod:`slipstream.app.bench.server`), ``workers`` node processes sharing one
+port with SO_REUSEPORT, or the bare ``websockets.broadcast()`` baseline
+(:mod:`slipstream.app.bench.baseline`) -- each fed the same pre-computed race at
+2 Hz on one wall-clock schedule, spreads N subscribers over one or more
 load-generator processes (:mod:`slipstream.app.bench.generator`), measures a
 window of ticks once everyone is connected, and returns the figures of
-:func:`slipstream.app.bench.stats.summarise`.  Every process it starts is stopped
-before it returns, also on failure and Ctrl-C.
+:func:`slipstream.app.bench.stats.summarise`.  Every process it starts is
+stopped before it returns, also on failure and Ctrl-C.
 
 The window is a range of tick numbers announced to the generators before
 it starts; server and generator CPU are read from ``/proc`` when the first
-and the one-past-last tick of the window are published.
+and the one-past-last tick of the window are published.  With several
+workers, server CPU is the sum over them and memory per connection the sum
+of their RSS growth over N.
 """
 
 from __future__ import annotations
@@ -17,25 +22,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
 import os
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, cast
 
 from broadcast.config import BroadcastConfig
 from slipstream.app.bench import BenchError
 from slipstream.app.bench.adapter import Subscription
+from slipstream.app.bench.baseline import BaselineSpec, baseline_main
 from slipstream.app.bench.generator import GeneratorSpec, generator_main
+from slipstream.app.bench.loops import LOOPS, default_loop, loop_version
+from slipstream.app.bench.procs import GenState, Procs, ServerState, drain, reserve_port
 from slipstream.app.bench.race import RaceFrames, simulate_race
 from slipstream.app.bench.server import ServerSpec, server_main
-from slipstream.app.bench.stats import machine_busy_s, proc_sample, summarise
+from slipstream.app.bench.stats import ProcSample, machine_busy_s, proc_sample, summarise
 
 __all__ = ["FanoutConfig", "default_codec", "prepare_race", "run_fanout"]
 
@@ -46,6 +53,10 @@ logger = logging.getLogger(__name__)
 PREFILL_TICKS = 240
 #: Subscribers per generator process (the per-process cap is 20,000 open files).
 MAX_PER_GENERATOR = 10_000
+#: More node worker processes than this is a typo, not a benchmark.
+MAX_WORKERS = 32
+#: Server kinds: the broadcast node, the bare ``websockets.broadcast()`` baseline.
+SERVERS = ("slipstream", "baseline")
 _ADAPTER = "slipstream.app.bench.slipstream_adapter:make_adapter"
 Progress = Callable[[str], None]
 
@@ -55,7 +66,13 @@ class FanoutConfig:
     """One run of the fan-out benchmark.
 
     Attributes:
-        transport: ``ws`` or ``poll``.
+        transport: ``ws``, ``sse`` or ``poll``.
+        server: ``slipstream`` (the broadcast node) or ``baseline`` (a bare
+            ``websockets.broadcast()`` server of the same bytes; WebSocket only).
+        workers: Node processes sharing the port with SO_REUSEPORT.
+        loop: Event loop of the server processes, ``asyncio`` or ``uvloop``
+            ("" = uvloop when importable).
+        generator_loop: Event loop of the load-generator processes.
         subscribers: Subscribers to open.
         duration_s: Length of the measurement window.
         warmup_s: Ticks skipped between "everyone connected" and the window.
@@ -66,7 +83,9 @@ class FanoutConfig:
         groups: Channel groups subscribed (empty = every group).
         race_cars: Cars in the simulated race.
         generators: Generator processes (0 = one per 10,000 subscribers).
-        connect_concurrency: Connections each generator opens at once.
+        connect_concurrency: Connections opened at once, over all generators
+            (a node short of CPU otherwise queues handshakes past the clients'
+            timeout, and their retries keep it there).
         grace_s: Longest wait after the window for late deliveries.
         poll_hold_s: The node's long-poll hold.
         profile_path: cProfile stats of the node over the window go here.
@@ -74,6 +93,10 @@ class FanoutConfig:
     """
 
     transport: str = "ws"
+    server: str = "slipstream"
+    workers: int = 1
+    loop: str = ""
+    generator_loop: str = "asyncio"
     subscribers: int = 1000
     duration_s: float = 20.0
     warmup_s: float = 2.0
@@ -101,6 +124,26 @@ class FanoutConfig:
             raise ValueError("race cars must be 1..99 and followed cars 0..race cars")
         if self.generators < 0 or self.connect_concurrency < 1:
             raise ValueError("generators must be >= 0 and connect concurrency >= 1")
+        if self.server not in SERVERS:
+            raise ValueError(f"server must be slipstream or baseline, got {self.server!r}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}")
+        if (self.loop and self.loop not in LOOPS) or self.generator_loop not in LOOPS:
+            raise ValueError("event loops are asyncio or uvloop")
+        if self.server == "baseline" and (self.transport != "ws" or self.workers != 1):
+            raise ValueError("the baseline is one WebSocket broadcaster: transport ws, 1 worker")
+        if self.generator_count > self.subscribers:
+            raise ValueError("more generator processes than subscribers")
+        if math.ceil(self.subscribers / self.generator_count) > MAX_PER_GENERATOR:
+            raise ValueError(
+                f"at most {MAX_PER_GENERATOR:,} subscribers per generator process (the "
+                "open-file cap is 20,000): pass more --generators, or 0 for the default"
+            )
+
+    @property
+    def loop_name(self) -> str:
+        """The event loop the server processes run on."""
+        return self.loop or default_loop()
 
     @property
     def generator_count(self) -> int:
@@ -134,50 +177,49 @@ def prepare_race(cars: int, seconds: float, seed: int, progress: Progress | None
     return path
 
 
-class _Procs:
-    """The processes of one run; :meth:`close` stops them all, whatever happened."""
+def _start_servers(
+    cfg: FanoutConfig,
+    procs: Procs,
+    race_path: Path,
+    node_codec: str,
+    sub: Subscription,
+    reserved: list[socket.socket],
+) -> dict[Connection, ServerState]:
+    """Start the server processes of ``cfg``; they report ``ready`` once listening.
 
-    def __init__(self) -> None:
-        self.ctx = multiprocessing.get_context("spawn")
-        self.items: list[tuple[BaseProcess, Connection]] = []
+    With several workers, the socket that reserves their port is added to
+    ``reserved``: close it once they all listen.
+    """
+    servers: dict[Connection, ServerState] = {}
+    if cfg.server == "baseline":
+        base_spec = BaselineSpec(str(race_path), sub, node_codec, first_tick=PREFILL_TICKS,
+                            loop=cfg.loop_name, max_runtime_s=cfg.race_seconds() + 120)  # fmt: skip
+        servers[procs.start(baseline_main, base_spec, "bench-baseline")] = ServerState()
+        return servers
+    port = 0
+    if cfg.workers > 1:
+        reserved.append(sock := reserve_port())
+        port = sock.getsockname()[1]
+    for k in range(cfg.workers):
+        spec = ServerSpec(
+            str(race_path), node_codec, cfg.poll_hold_s, prefill_ticks=PREFILL_TICKS,
+            profile_path=cfg.profile_path if k == 0 else None, loop=cfg.loop_name,
+            max_runtime_s=cfg.race_seconds() + 120, port=port, reuse_port=cfg.workers > 1,
+            server_id=f"bench-{k}" if cfg.workers > 1 else "bench",
+        )  # fmt: skip
+        name = f"bench-node-{k}" if cfg.workers > 1 else "bench-node"
+        servers[procs.start(server_main, spec, name)] = ServerState()
+    return servers
 
-    def start(self, target: Callable[..., None], spec: Any, name: str) -> Connection:
-        parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=target, args=(spec, child), name=name, daemon=True)
-        proc.start()
-        child.close()
-        self.items.append((proc, parent))
-        return parent
 
-    def close(self, timeout_s: float = 20.0) -> None:
-        # Generators first (clients close their connections), the node last.
-        for proc, conn in reversed(self.items):
-            with contextlib.suppress(OSError):
-                conn.send(("stop",))
-            proc.join(timeout_s)
-            if proc.is_alive():
-                logger.warning("%s did not stop in %.0f s; killing it", proc.name, timeout_s)
-                proc.kill()
-                proc.join(5)
-            conn.close()
-        self.items.clear()
-
-
-def _drain(conn: Connection, handle: Callable[[tuple[Any, ...]], None]) -> None:
-    try:
-        while conn.poll():
-            message = conn.recv()
-            if message[0] == "error":
-                raise BenchError(f"a benchmark process failed: {message[1]}")
-            handle(message)
-    except EOFError:
-        raise BenchError("a benchmark process died unexpectedly") from None
+def _proc_sum(samples: list[ProcSample]) -> ProcSample:
+    return ProcSample(sum(s.cpu_s for s in samples), sum(s.rss_bytes for s in samples))
 
 
 def run_fanout(
     cfg: FanoutConfig, race_path: Path | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
-    """Run one (transport, subscribers) measurement; returns its figures (JSON-ready).
+    """Run one (server, transport, subscribers) measurement; returns its figures (JSON-ready).
 
     Raises:
         BenchError: A process failed, or connecting/the window did not finish in time.
@@ -189,52 +231,19 @@ def run_fanout(
     race = RaceFrames.load(race_path)
     followed = tuple(int(c) for c in race.cars[: cfg.follow_cars]) if cfg.follow_cars else ()
     sub = Subscription(race.race, followed, cfg.groups, cfg.codec)
-    label = f"[{cfg.transport} N={cfg.subscribers}]"
-    procs = _Procs()
-    state: dict[str, Any] = {
-        "tick": -1, "tick_ns": {}, "lag_s": {}, "node_s": {}, "race_over": False,
-        "profile": None,
-    }  # fmt: skip
+    who = "baseline" if cfg.server == "baseline" else "node"
+    workers = f" x{cfg.workers}" if cfg.workers > 1 else ""
+    label = f"[{who}{workers} {cfg.transport} N={cfg.subscribers}]"
+    procs = Procs()
+    reserved: list[socket.socket] = []
     try:
-        server_conn = procs.start(
-            server_main,
-            ServerSpec(str(race_path), node_codec, cfg.poll_hold_s,
-                       prefill_ticks=PREFILL_TICKS, profile_path=cfg.profile_path),
-            "bench-node",
-        )  # fmt: skip
-
-        def on_server(message: tuple[Any, ...]) -> None:
-            kind = message[0]
-            if kind == "ready":
-                state["port"], state["pid"] = message[1], message[2]
-            elif kind == "tick":
-                state["tick"] = message[1]
-                state["tick_ns"][message[1]] = message[2]
-                state["lag_s"][message[1]] = message[3]
-                state["node_s"][message[1]] = (message[4], message[5])
-            elif kind == "race_over":
-                state["race_over"] = True
-            elif kind == "profile":
-                state["profile"] = message[1]
-
-        def pump(timeout_s: float, until: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + timeout_s
-            while not until():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BenchError(f"{label} timed out after {timeout_s:.0f} s {what}")
-                if state["race_over"]:
-                    raise BenchError(f"{label} the simulated race ran out {what}")
-                for ready in wait([c for _, c in procs.items], timeout=min(left, 1.0)):
-                    conn = cast(Connection, ready)
-                    if conn is server_conn:
-                        _drain(conn, on_server)
-                    else:
-                        _drain(conn, gen_state[conn].update_from)
-                tick_progress()
-
-        gen_state: dict[Connection, _GenState] = {}
+        servers = _start_servers(cfg, procs, race_path, node_codec, sub, reserved)
+        gen_state: dict[Connection, GenState] = {}
         last_say = [0.0]
+
+        def tick() -> int:
+            # A tick counts as published once every server published it.
+            return min(s.tick for s in servers.values())
 
         def tick_progress() -> None:
             if time.monotonic() - last_say[0] < 1.0 or not gen_state:
@@ -242,50 +251,82 @@ def run_fanout(
             last_say[0] = time.monotonic()
             g = list(gen_state.values())
             say(
-                f"{label} tick {state['tick']}: opened {sum(x.opened for x in g)}, "
+                f"{label} tick {tick()}: opened {sum(x.opened for x in g)}, "
                 f"connected {sum(x.connected for x in g)}, failed {sum(x.failed for x in g)}, "
                 f"ticks received {sum(x.ticks_seen for x in g)}"
             )
 
-        pump(60, lambda: "pid" in state and state["tick"] > PREFILL_TICKS, "waiting for the node")
-        pid = state["pid"]
-        baseline = proc_sample(pid)
+        def pump(timeout_s: float, until: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + timeout_s
+            while not until():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"{label} timed out after {timeout_s:.0f} s {what}")
+                if any(s.race_over for s in servers.values()):
+                    raise BenchError(f"{label} the simulated race ran out {what}")
+                for ready in wait([c for _, c in procs.items], timeout=min(left, 1.0)):
+                    conn = cast(Connection, ready)
+                    state = servers.get(conn) or gen_state[conn]
+                    drain(conn, state.update_from)
+                tick_progress()
+
+        pump(90 + 30 * cfg.workers, lambda: all(s.pid for s in servers.values()),
+             "waiting for the server process(es)")  # fmt: skip
+        for sock in reserved:
+            sock.close()
+        # One wall-clock schedule for every server: tick PREFILL_TICKS is due in 0.2 s.
+        go_ns = time.time_ns() + 200_000_000
+        for conn in servers:
+            conn.send(("go", go_ns))
+        pump(30, lambda: tick() >= PREFILL_TICKS, "waiting for the first paced tick")
+        pids = [s.pid for s in servers.values()]
+        port = next(iter(servers.values())).port
+        baseline_each = [proc_sample(p) for p in pids]
+        baseline = _proc_sum(baseline_each)
         count = cfg.generator_count
         base = (os.getpid() % 200) + 1
         for k in range(count):
             share = cfg.subscribers // count + (1 if k < cfg.subscribers % count else 0)
             spec = GeneratorSpec(
-                cfg.transport, "127.0.0.1", state["port"], share, _ADAPTER, sub,
+                cfg.transport, "127.0.0.1", port, share, _ADAPTER, sub,
                 local_host=f"127.{base}.{int(time.time()) % 250}.{k + 1}",
-                connect_concurrency=cfg.connect_concurrency,
-                max_runtime_s=cfg.race_seconds() + 120,
+                connect_concurrency=max(1, cfg.connect_concurrency // count),
+                max_runtime_s=cfg.race_seconds() + 120, loop=cfg.generator_loop,
             )  # fmt: skip
             conn = procs.start(generator_main, spec, f"bench-generator-{k}")
-            gen_state[conn] = _GenState(procs.items[-1][0].pid or 0)
-        say(f"{label} node pid {pid} on port {state['port']}; {count} generator process(es)")
+            gen_state[conn] = GenState(procs.items[-1][0].pid or 0)
+        say(f"{label} {who} pid {' '.join(map(str, pids))} on port {port} "
+            f"({cfg.loop_name} loop); {count} generator process(es)")  # fmt: skip
         pump(
             60 + cfg.subscribers / 100,
             lambda: all(g.opened_done for g in gen_state.values()),
             "while connecting",
         )
-        lo = state["tick"] + 1 + round(cfg.warmup_s * 2)
+        lo = tick() + 1 + round(cfg.warmup_s * 2)
         hi = lo + round(cfg.duration_s * 2)
         for conn in gen_state:
             conn.send(("window", lo, hi))
-        pump(cfg.warmup_s + 30, lambda: state["tick"] >= lo, "before the window")
+        pump(cfg.warmup_s + 30, lambda: tick() >= lo, "before the window")
+        profiled = next(iter(servers))
         if cfg.profile_path:
-            server_conn.send(("profile_start",))
-        start_server = proc_sample(pid)
+            profiled.send(("profile_start",))
+        start_each = [proc_sample(p) for p in pids]
+        fans_each = [s.fans for s in servers.values()]
+        start_server = _proc_sum(start_each)
         start_gens = [proc_sample(g.pid).cpu_s for g in gen_state.values()]
         start_machine = machine_busy_s()
         say(f"{label} measuring ticks {lo}..{hi - 1} ({cfg.duration_s:g} s)")
-        pump(cfg.duration_s + 30, lambda: state["tick"] >= hi, "during the window")
-        end_server = proc_sample(pid)
+        pump(cfg.duration_s + 30, lambda: tick() >= hi, "during the window")
+        end_each = [proc_sample(p) for p in pids]
+        end_server = _proc_sum(end_each)
         end_gens = [proc_sample(g.pid).cpu_s for g in gen_state.values()]
         end_machine = machine_busy_s()
         if cfg.profile_path:
-            server_conn.send(("profile_stop",))
-        window_s = (state["tick_ns"][hi] - state["tick_ns"][lo]) / 1e9
+            profiled.send(("profile_stop",))
+        states = list(servers.values())
+        # Per tick: when the first server published it, and the worst lag of any.
+        first_ns = {t: min(s.tick_ns[t] for s in states) for t in range(lo, hi + 1)}
+        window_s = (first_ns[hi] - first_ns[lo]) / 1e9
         expected = cfg.subscribers * (hi - lo)
         # Late or lost updates are what the delivery ratio reports: no error here.
         with contextlib.suppress(BenchError):
@@ -298,12 +339,12 @@ def run_fanout(
             conn.send(("result",))
         pump(60, lambda: all(g.result is not None for g in gen_state.values()), "for results")
         if cfg.profile_path:
-            pump(30, lambda: state["profile"] is not None, "for the profile")
+            pump(30, lambda: servers[profiled].profile is not None, "for the profile")
         results = [g.result for g in gen_state.values() if g.result is not None]
         emitted: dict[int, int] = {}
         for r in results:
             emitted.update(r["emitted_ns"])
-        emit_delays_ms = [(ns - state["tick_ns"][t]) / 1e6 for t, ns in emitted.items()]
+        emit_delays_ms = [(ns - first_ns[t]) / 1e6 for t, ns in emitted.items() if t in first_ns]
         result = summarise(
             transport=cfg.transport,
             subscribers=cfg.subscribers,
@@ -315,25 +356,44 @@ def run_fanout(
             rss_baseline_bytes=baseline.rss_bytes,
             rss_connected_bytes=start_server.rss_bytes,
             emit_delays_ms=emit_delays_ms,
-            loop_lags_ms=[1000 * state["lag_s"][t] for t in range(lo, hi)],
+            loop_lags_ms=[1000 * max(s.lag_s[t] for s in states) for t in range(lo, hi)],
             machine_busy_s=end_machine - start_machine,
         )
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        result["nice"] = os.nice(0)  # of every process of the run (inherited)
         result["generator_cpu_pct_each"] = [
             round(100 * (e - s) / window_s, 1) for s, e in zip(start_gens, end_gens, strict=True)
         ]
-        # The node's own timers (no profiler): encoding per tick, WebSocket writes per update.
-        (enc0, fan0), (enc1, fan1) = state["node_s"][lo], state["node_s"][hi]
+        # The servers' own timers (no profiler): encoding per tick, WebSocket writes per update.
+        enc = sum(s.timers[hi][0] - s.timers[lo][0] for s in states)
+        fan = sum(s.timers[hi][1] - s.timers[lo][1] for s in states)
         # (Long-poll handlers assemble their messages outside these timers.)
         result["node_encode_ms_per_tick"] = (
-            round(1000 * (enc1 - enc0) / (hi - lo), 3) if cfg.transport == "ws" else None
+            round(1000 * enc / (hi - lo), 3) if cfg.transport == "ws" else None
         )
         result["node_ws_write_us_per_update"] = (
-            round(1e6 * (fan1 - fan0) / result["delivered_updates"], 2)
+            round(1e6 * fan / result["delivered_updates"], 2)
             if cfg.transport == "ws" and result["delivered_updates"]
             else None
         )
+        result["server"] = {
+            "kind": "websockets.broadcast" if cfg.server == "baseline" else "slipstream",
+            "workers": len(states),
+            "loop": cfg.loop_name,
+            "loop_version": loop_version(cfg.loop_name),
+            "fans_each": fans_each,
+            "server_cpu_pct_each": [
+                round(100 * (e.cpu_s - s.cpu_s) / window_s, 1)
+                for s, e in zip(start_each, end_each, strict=True)
+            ],
+            "server_rss_growth_mb_each": [
+                round((s.rss_bytes - b.rss_bytes) / 2**20, 1)
+                for b, s in zip(baseline_each, start_each, strict=True)
+            ],
+        }
     finally:
+        for sock in reserved:
+            sock.close()
         procs.close()
     result["codec"] = cfg.codec or node_codec
     result["subscription"] = {"cars": list(followed) or "all", "groups": list(cfg.groups) or "all"}
@@ -343,23 +403,3 @@ def run_fanout(
     result["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result.update(cfg.extra)
     return result
-
-
-class _GenState:
-    """What the parent knows about one generator process."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.opened = self.connected = self.failed = self.ticks_seen = self.delivered = 0
-        self.opened_done = False
-        self.result: dict[str, Any] | None = None
-
-    def update_from(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "progress":
-            _, self.opened, self.connected, self.failed, self.ticks_seen, self.delivered = message
-        elif kind == "opened":
-            self.opened_done = True
-            self.connected, self.failed = message[1], message[2]
-        elif kind == "result":
-            self.result = message[1]

@@ -30,6 +30,7 @@ from typing import Any
 
 from slipstream.app.bench.adapter import Subscription, WireAdapter
 from slipstream.app.bench.loadgen import LoadGenerator
+from slipstream.app.bench.loops import pipe_send, run_on
 
 __all__ = ["GeneratorSpec", "generator_main", "load_adapter"]
 
@@ -54,6 +55,7 @@ class GeneratorSpec:
         connect_timeout_s: Longest time for one subscriber to subscribe.
         report_interval_s: Period of progress messages.
         max_runtime_s: The process stops by itself after this long.
+        loop: Event loop of the process, ``asyncio`` or ``uvloop``.
     """
 
     transport: str
@@ -67,6 +69,7 @@ class GeneratorSpec:
     connect_timeout_s: float = 15.0
     report_interval_s: float = 1.0
     max_runtime_s: float = 600.0
+    loop: str = "asyncio"
 
 
 def load_adapter(path: str) -> WireAdapter:
@@ -103,7 +106,7 @@ async def _run(spec: GeneratorSpec, conn: Connection) -> None:
 
     def send(message: tuple[Any, ...]) -> None:
         try:
-            conn.send(message)
+            pipe_send(conn, message)
         except (BrokenPipeError, ConnectionResetError, EOFError):
             stop.set()
 
@@ -158,7 +161,7 @@ def generator_main(spec: GeneratorSpec, conn: Connection) -> None:
     # The parent owns Ctrl-C: it tells the children to stop in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_run(spec, conn))
+        run_on(spec.loop, lambda: _run(spec, conn))
     except Exception as exc:  # report any failure to the parent before dying
         logger.exception("load generator failed")
         with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcast.config import BroadcastConfig
+from slipstream.app.bench.compare import goal_row, report_section
 
 __all__ = ["goals", "headline", "machine", "write_report"]
 
@@ -109,6 +110,9 @@ def goals(summary: dict[str, Any], default_codec: str) -> list[tuple[str, str, s
         rows.append(("One node process near the socket cap (~19,990) at 2 Hz",
                      "p99 <= 250 ms", f"N={top['subscribers']}: p99 {p99} ms",
                      "met" if near and p99 <= 250 else "not met"))  # fmt: skip
+
+    if (row := goal_row(summary)) is not None:
+        rows.append(row)
     ws_default = _codec_run(summary, "ws", default_codec)
     poll_full = _codec_run(summary, "poll", "full")
     if ws_default and poll_full:
@@ -242,7 +246,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "# Fan-out benchmark: WebSocket vs long-polling",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        "`slipstream bench fanout --sweep` (slipstream/app/bench/). Every figure below comes "
+        "`slipstream bench fanout --sweep` (slipstream/bench/). Every figure below comes "
         "from the JSON files beside this report; rerun the commands to reproduce them.",
         "",
         "## Machine",
@@ -261,6 +265,10 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "slipstream bench fanout --transport ws --subscribers 1000 --duration 20 --json ws.json",
         "slipstream bench fanout --transport poll --subscribers 1000 --duration 20 "
         "--json poll.json",
+        "slipstream bench fanout --transport ws --subscribers 10000 --duration 10 --baseline "
+        "--json ws-vs-baseline.json",
+        "slipstream bench fanout --transport ws --subscribers 35000 --workers 2 "
+        "--json whole-box.json",
         "```",
         "",
         "## What is measured",
@@ -313,6 +321,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "",
         _table(_RUN_HEADER, [_run_row(r) for r in summary["steps"]]),
         "",
+        *report_section(summary),
         "## The node's own timers (no profiler)",
         "",
         "Wall-clock timers of the node itself. WebSocket write = time inside the node's "

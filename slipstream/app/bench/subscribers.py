@@ -16,6 +16,7 @@ import base64
 import os
 import time
 from array import array
+from typing import cast
 
 from slipstream.app.bench import BenchError, WireError
 from slipstream.app.bench.adapter import Subscription, TickStamp, WireAdapter
@@ -106,8 +107,8 @@ class Subscriber(asyncio.Protocol):
         self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
 
     def subscribed(self) -> None:
         """The subscription is in place: the subscriber now counts as connected."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slipstream.app.bench import BenchError
+from slipstream.app.bench.compare import run_with_baseline
 from slipstream.app.bench.fanout import (
     FanoutConfig,
     Progress,
@@ -103,9 +104,18 @@ def profile_summary(path: Path, top: int = 12) -> dict[str, Any]:
     }
 
 
-def _run(cfg: FanoutConfig, race: Path, say: Progress, capacity: Capacity) -> dict[str, Any]:
+def _run(
+    cfg: FanoutConfig,
+    race: Path,
+    say: Progress,
+    capacity: Capacity,
+    baseline_loop: str | None = None,
+) -> dict[str, Any]:
     try:
-        result = run_fanout(cfg, race, say)
+        if baseline_loop is not None and cfg.transport == "ws":
+            result = run_with_baseline(cfg, baseline_loop, race, say)
+        else:
+            result = run_fanout(cfg, race, say)
     except BenchError as exc:
         say(f"[{cfg.transport} N={cfg.subscribers}] failed: {exc}")
         result = {
@@ -126,8 +136,13 @@ def run_sweep(
     capacity: Capacity,
     out_dir: Path,
     say: Progress,
+    baseline_loop: str | None = None,
 ) -> dict[str, Any]:
-    """Run the sweep (see module doc); returns what ``fanout-sweep.json`` holds."""
+    """Run the sweep (see module doc); returns what ``fanout-sweep.json`` holds.
+
+    With ``baseline_loop``, every WebSocket step also runs the bare
+    ``websockets.broadcast()`` baseline on that loop (:mod:`slipstream.app.bench.compare`).
+    """
 
     try:
         import matplotlib  # noqa: F401
@@ -147,7 +162,7 @@ def run_sweep(
         for n in steps:
             cfg = replace(base, transport=transport, subscribers=n, duration_s=duration_s,
                           profile_path=None)  # fmt: skip
-            result = _run(cfg, race, say, capacity)
+            result = _run(cfg, race, say, capacity, baseline_loop)
             _write(out_dir / f"fanout-{transport}-{n}.json", result)
             steps_runs.append(result)
             verdict = "passed" if result["passed"] else "FAILED"
