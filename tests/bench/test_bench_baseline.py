@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator
 
 import msgpack
 import pytest
-from slipstream.bench.adapter import Subscription
-from slipstream.bench.baseline import TickMessages
-from slipstream.bench.compare import compared_rows, ratios
-from slipstream.bench.loops import default_loop, loop_version, run_on, validate_loop
-from slipstream.bench.race import RaceFrames, simulate_race
-from slipstream.bench.slipstream_adapter import SlipstreamAdapter
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from broadcast.config import BroadcastConfig
 from broadcast.protocol import SUBPROTOCOL
 from broadcast.server import BroadcastServer
+from slipstream.app.bench.adapter import Subscription
+from slipstream.app.bench.baseline import TickMessages
+from slipstream.app.bench.compare import compared_rows, ratios
+from slipstream.app.bench.loops import default_loop, loop_version, run_on, validate_loop
+from slipstream.app.bench.race import RaceFrames, simulate_race
+from slipstream.app.bench.slipstream_adapter import SlipstreamAdapter
 from slipstream.bus import Producer
 from slipstream.bus.memory import MemoryBus
 from slipstream.config import EVENTS_TOPIC, FRAMES_TOPIC
@@ -109,7 +109,7 @@ def test_loops_run_and_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loop_version("uvloop").startswith("uvloop ")
     with pytest.raises(ConfigError, match="unknown event loop 'trio'"):
         validate_loop("trio")
-    from slipstream.bench import loops
+    from slipstream.app.bench import loops
 
     monkeypatch.setattr(loops, "_uvloop_importable", lambda: False)
     assert default_loop() == "asyncio"
@@ -145,7 +145,7 @@ def test_pipe_send_keeps_a_large_message_whole_on_a_watched_pipe() -> None:
     import os
     import threading
 
-    from slipstream.bench.loops import pipe_send
+    from slipstream.app.bench.loops import pipe_send
 
     parent, child = multiprocessing.Pipe()
     big = ("result", bytes(range(256)) * 8192)  # 2 MiB, far past a pipe's buffer

@@ -62,7 +62,7 @@ def test_loop_choices_are_checked(
         main(["bench", "fanout", "--loop", "trio"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'trio'" in capsys.readouterr().err
-    from slipstream.bench import loops
+    from slipstream.app.bench import loops
 
     monkeypatch.setattr(loops, "_uvloop_importable", lambda: False)
     assert main(["bench", "fanout", "--loop", "uvloop"]) == 2

@@ -116,7 +116,7 @@ def test_headline_quotes_capacity_cpu_and_bytes() -> None:
 
 
 def _with_baseline(summary: dict[str, Any]) -> dict[str, Any]:
-    from slipstream.bench.compare import ratios
+    from slipstream.app.bench.compare import ratios
 
     for step, base_us in zip(summary["steps"][:2], (10.0, 16.0), strict=True):
         base = _run("ws", step["subscribers"], base_us, step["latency_ms"]["p99"] * 2, kb=30.0)

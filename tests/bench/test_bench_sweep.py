@@ -117,7 +117,7 @@ def test_evaluate_judges_again_with_real_time_kept() -> None:
 def test_sweep_with_baseline_pairs_every_websocket_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from slipstream.bench.compare import ratios
+    from slipstream.app.bench.compare import ratios
 
     paired: list[tuple[int, str]] = []
 

@@ -246,7 +246,7 @@ def write_report(summary: dict[str, Any], plots: list[Path], path: Path) -> None
         "# Fan-out benchmark: WebSocket vs long-polling",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        "`slipstream bench fanout --sweep` (slipstream/bench/). Every figure below comes "
+        "`slipstream bench fanout --sweep` (slipstream/app/bench/). Every figure below comes "
         "from the JSON files beside this report; rerun the commands to reproduce them.",
         "",
         "## Machine",
