@@ -111,6 +111,7 @@ async def _serve(spec: BaselineSpec, conn: Connection) -> None:
     import asyncio
 
     from websockets.asyncio.server import ServerConnection, broadcast, serve
+    from websockets.exceptions import ConnectionClosed
     from websockets.typing import Subprotocol
 
     messages = TickMessages(RaceFrames.load(Path(spec.race_path)), spec.subscription,
@@ -124,6 +125,8 @@ async def _serve(spec: BaselineSpec, conn: Connection) -> None:
         try:
             async for _ in ws:
                 pass
+        except ConnectionClosed:
+            pass  # the load generator aborts its sockets when a run ends
         finally:
             clients.discard(ws)
 
