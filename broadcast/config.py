@@ -53,8 +53,8 @@ class BroadcastConfig:
         events_topic: Topic of the race events.
         reuse_port: Listen with SO_REUSEPORT, sharing the port with other
             workers (set by ``slipstream broadcast --workers N``).
-        event_loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``
-            (see :mod:`slipstream.loop`).
+        event_loop: ``asyncio`` (the default), ``uvloop`` or ``auto`` (uvloop when
+            installed); see :mod:`slipstream.loop` and docs/fanout.md for the figures.
         trusted_proxies: Networks (CIDR) of the proxies whose ``Forwarded`` /
             ``X-Forwarded-For`` name the fan; from any other peer they are ignored.
     """
@@ -79,7 +79,7 @@ class BroadcastConfig:
     frames_topic: str = FRAMES_TOPIC
     events_topic: str = EVENTS_TOPIC
     reuse_port: bool = False
-    event_loop: str = "auto"
+    event_loop: str = "asyncio"
     trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -205,8 +205,8 @@ BROADCAST_OPTIONS = Options(
         ),
         Option(
             "event_loop", "--event-loop",
-            "the node's event loop: uvloop (faster writes to many fans), asyncio, "
-            "or auto = uvloop when installed",
+            "the node's event loop: asyncio, uvloop (pip install 'slipstream[uvloop]'), "
+            "or auto = uvloop when installed (docs/fanout.md compares them)",
             parse=choice(*EVENT_LOOPS), env="EVENT_LOOP",
         ),
         Option(

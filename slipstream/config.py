@@ -32,8 +32,8 @@ FRAMES_TOPIC = "slipstream.frames"
 EVENTS_TOPIC = "slipstream.events"
 DLQ_TOPIC = "slipstream.dlq"
 
-#: Event loops a serving process may run on (``auto``: uvloop when installed;
-#: :mod:`slipstream.loop` runs them).
+#: Event loops a serving process may run on (``asyncio`` by default; ``auto``: uvloop
+#: when installed; :mod:`slipstream.loop` runs them).
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 #: Partitions of the raw and frames topics when Slipstream creates them.

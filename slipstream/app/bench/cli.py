@@ -140,7 +140,7 @@ def register_bench(benches: argparse._SubParsersAction[Any]) -> None:
         "--loop",
         choices=LOOPS,
         default=None,
-        help="event loop of the node process(es) (default uvloop when installed, else asyncio)",
+        help="event loop of the node process(es) (default asyncio, the node's default)",
     )
     p.add_argument(
         "--generator-loop",
