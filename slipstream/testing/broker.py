@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO
 
 from slipstream.errors import SlipstreamError
+from slipstream.processes import stop_process
 from slipstream.testing.probe import ProtocolError
 from slipstream.testing.probe import probe as kafka_probe
 
@@ -305,13 +306,7 @@ class TansuBroker:
         """Terminate the broker (kill it after ``timeout_s``) and reap it."""
         _live.discard(self)
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if stop_process(process, timeout_s):
             logger.info("Tansu broker on 127.0.0.1:%d stopped", self._port)
         if self._log is not None:
             self._log.close()

@@ -20,7 +20,7 @@ import types
 from pathlib import Path
 
 from slipstream.errors import SlipstreamError
-from slipstream.processes import StartError, wait_listening
+from slipstream.processes import StartError, stop_process, wait_listening
 
 __all__ = ["StunnelError", "StunnelTls", "find_stunnel"]
 
@@ -115,13 +115,7 @@ class StunnelTls:
     def stop(self) -> None:
         """Terminate stunnel and remove its files."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 5.0)
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

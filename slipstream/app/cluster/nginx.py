@@ -21,7 +21,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from slipstream.processes import StartError, wait_listening
+from slipstream.processes import StartError, stop_process, wait_listening
 
 __all__ = [
     "ClusterError",
@@ -259,14 +259,7 @@ class Nginx:
     def stop(self, timeout_s: float = 10.0, *, fast: bool = False) -> None:
         """Stop nginx (SIGQUIT, or SIGTERM when ``fast``; SIGKILL after ``timeout_s``)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM if fast else signal.SIGQUIT)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s, signal.SIGTERM if fast else signal.SIGQUIT)
 
     def __enter__(self) -> Nginx:
         self.start()
