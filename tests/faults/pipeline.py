@@ -24,7 +24,8 @@ from slipstream.records import RawBatch, decode_frame, decode_raw
 from slipstream.testing.broker import TansuBroker, free_port
 from slipstream.testing.faults import Service
 from tests.faults.scale import scale
-from tests.support.fans import FanFleet, digest
+from tests.support.fans import digest
+from tests.support.fleet import FanFleet
 from tests.support.proxy import FaultProxy
 
 PARTITIONS = 4

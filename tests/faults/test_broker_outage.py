@@ -32,7 +32,8 @@ from tests.faults.pipeline import (
     raw_batches,
 )
 from tests.faults.scale import record, scale
-from tests.support.fans import FanFleet, digest
+from tests.support.fans import digest
+from tests.support.fleet import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

@@ -20,7 +20,7 @@ import pytest
 from slipstream.testing.broker import free_port
 from slipstream.testing.faults import Service
 from tests.faults.scale import record, scale
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 from tests.support.proxy import FaultProxy
 
 GROUPS = (1, 4)  # engine, tyres

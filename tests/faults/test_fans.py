@@ -9,7 +9,8 @@ import msgpack
 import numpy as np
 
 from slipstream.catalogue import CATALOGUE
-from tests.support.fans import FanFleet, digest
+from tests.support.fans import digest
+from tests.support.fleet import FanFleet
 
 GROUP = 1
 SIZE = CATALOGUE.groups[GROUP].size

@@ -12,7 +12,7 @@ import pytest
 
 from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline
 from tests.faults.scale import record, scale
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

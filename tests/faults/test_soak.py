@@ -19,7 +19,7 @@ import pytest
 from slipstream.testing.faults import rss_bytes, slope_per_s
 from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline
 from tests.faults.scale import record, scale
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(3600)]
 

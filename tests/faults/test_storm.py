@@ -16,7 +16,7 @@ import pytest
 from slipstream.testing.faults import rss_bytes
 from tests.faults.pipeline import GROUPS, field_cars, frames_truth, kafka_pipeline
 from tests.faults.scale import record, scale
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 

@@ -32,7 +32,8 @@ from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
 from tests.scaleout.helpers import listening, start_node, stop
-from tests.support.fans import FanFleet, group_indices
+from tests.support.fans import group_indices
+from tests.support.fleet import FanFleet
 
 CARS = tuple(range(1, 41))
 RATE_HZ = 2

@@ -16,7 +16,8 @@ from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker
 from tests.broadcast.helpers import Feeder, frame_values
 from tests.scaleout.helpers import listening, start_node, stop
-from tests.support.fans import FanFleet, group_indices
+from tests.support.fans import group_indices
+from tests.support.fleet import FanFleet
 
 pytestmark = pytest.mark.kafka
 

@@ -13,7 +13,8 @@ import pytest
 from slipstream.app.cluster import find_nginx
 from slipstream.testing.broker import TansuBroker
 from tests.scaleout.helpers import ROOT
-from tests.support.fans import FanFleet, group_indices
+from tests.support.fans import group_indices
+from tests.support.fleet import FanFleet
 
 pytestmark = [
     pytest.mark.kafka,

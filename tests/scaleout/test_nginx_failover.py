@@ -25,7 +25,8 @@ from slipstream.testing import unique_name
 from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
 from tests.scaleout.helpers import env_int, listening, start_node, stop
-from tests.support.fans import FanFleet, group_indices
+from tests.support.fans import group_indices
+from tests.support.fleet import FanFleet
 
 pytestmark = [
     pytest.mark.kafka,

@@ -19,7 +19,7 @@ from slipstream.app.cluster.local import Backoff
 from slipstream.catalogue import CATALOGUE
 from slipstream.testing.broker import TansuBroker
 from tests.scaleout.helpers import ROOT
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 
 FANS = 20
 

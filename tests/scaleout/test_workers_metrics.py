@@ -28,7 +28,7 @@ from slipstream.testing.broker import TansuBroker, free_port
 from tests.broadcast.helpers import Feeder
 from tests.scaleout.helpers import ROOT
 from tests.scaleout.test_workers import LogWatcher, workers_of
-from tests.support.fans import FanFleet
+from tests.support.fleet import FanFleet
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
