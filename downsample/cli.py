@@ -66,11 +66,14 @@ async def serve(
     """
 
     registry = Registry()
+    bus = make_bus(bus_config)
+    # The service declares its metrics when built: serve /metrics only after that, so
+    # a first scrape already has every series the alert rules name.
+    service = DownsampleService(config, bus, registry)
     server = MetricsServer(registry, *metrics) if metrics is not None else None
     if server is not None:
         await server.start()
         logger.info("metrics at http://%s:%d/metrics", server.host, server.port)
-    bus = make_bus(bus_config)
     try:
         await bus.start()
         task = asyncio.current_task()
@@ -79,7 +82,7 @@ async def serve(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await DownsampleService(config, bus, registry).run()
+            await service.run()
         logger.info("downsampler stopped")
     finally:
         await bus.stop()
